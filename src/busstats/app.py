@@ -1,0 +1,139 @@
+"""The HTTP API (routes and payloads as in DESIGN.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from busstats import params
+from busstats.config import Settings
+from busstats.runner import JobRunner
+from busstats.stats import country_stats
+from busstats.store import Store, StoreError, open_store
+
+log = logging.getLogger(__name__)
+
+
+class JobAccepted(msgspec.Struct):
+    job_id: str
+    date: str
+    status: str
+    status_url: str
+
+
+def json_response(payload: Any, status_code: int = 200) -> Response:
+    return Response(msgspec.json.encode(payload), status_code, media_type="application/json")
+
+
+def error_response(message: str, status_code: int) -> Response:
+    return json_response({"error": message}, status_code)
+
+
+def _runner(request: Request) -> JobRunner:
+    runner: JobRunner = request.app.state.runner
+    return runner
+
+
+async def process_request(request: Request) -> Response:
+    day = params.day(request.query_params, "date")
+    job = await _runner(request).submit(day)
+    accepted = JobAccepted(
+        job_id=job.job_id,
+        date=day.isoformat(),
+        status=job.status.value,
+        status_url=f"/jobs/{job.job_id}",
+    )
+    return json_response(accepted, 202)
+
+
+async def get_job(request: Request) -> Response:
+    job_id: str = request.path_params["job_id"]
+    job = await _runner(request).jobs.load(job_id)
+    if job is None:
+        return error_response(f"no job with id {job_id!r}", 404)
+    return json_response(job)
+
+
+async def get_country_stats(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    start, end = params.date_range(request.query_params, settings.max_range_days)
+    return json_response(await country_stats(request.app.state.store, start, end))
+
+
+async def health(_: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    store: Store = request.app.state.store
+    await store.check()
+    return json_response({"status": "ok", "store": "ok"})
+
+
+async def on_bad_request(_: Request, exc: Exception) -> Response:
+    return error_response(str(exc), 400)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"no route {request.method} {request.url.path}; see README for the API"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return error_response(message, exc.status_code)
+
+
+async def on_store_error(request: Request, exc: Exception) -> Response:
+    log.error("store failed during %s %s: %s", request.method, request.url.path, exc)
+    return error_response(f"the store is unavailable, try again later: {exc}", 503)
+
+
+async def on_internal_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response("internal error; the service log has the details", 500)
+
+
+def create_app(settings: Settings, store: Store | None = None) -> Starlette:
+    """The ASGI app; it opens the store from `settings` unless one is handed in."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncGenerator[None]:
+        opened = store or await open_store(settings)
+        runner = JobRunner(opened, settings)
+        app.state.settings = settings
+        app.state.store = opened
+        app.state.runner = runner
+        try:
+            yield
+        finally:
+            await runner.close()
+            if store is None:
+                await opened.close()
+
+    return Starlette(
+        routes=[
+            Route("/process-request", process_request, methods=["POST"]),
+            Route("/jobs/{job_id}", get_job, methods=["GET"]),
+            Route("/country-stats", get_country_stats, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/health/ready", ready, methods=["GET"]),
+        ],
+        exception_handlers={
+            params.BadRequest: on_bad_request,
+            HTTPException: on_http_error,
+            StoreError: on_store_error,
+            Exception: on_internal_error,
+        },
+        lifespan=lifespan,
+    )

@@ -1,0 +1,97 @@
+"""Settings, read once from environment variables (the table in README.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class DateParam(StrEnum):
+    """How the reference server wants its `date` query parameter spelled."""
+
+    AUTO = "auto"  # try the plain date, switch to the datetime form on a 400
+    DATE = "date"  # 2024-05-01
+    DATETIME = "datetime"  # 2024-05-01T00:00:00
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    store: str = "./data"
+    """A local folder, or `s3://<bucket>` for S3."""
+    s3_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    reference_url: str = "http://127.0.0.1:8081"
+    reference_date_param: DateParam = DateParam.AUTO
+    reference_timeout_seconds: float = 30.0
+    """Longest silence allowed while connecting to or reading from the reference server."""
+    city_concurrency: int = 32
+    max_range_days: int = 3660
+
+    @property
+    def s3_bucket(self) -> str | None:
+        """The bucket when the store is S3, else None."""
+        if not self.store.startswith("s3://"):
+            return None
+        return self.store.removeprefix("s3://").strip("/")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def text(name: str, default: str) -> str:
+            return env.get(name) or default
+
+        def optional(name: str) -> str | None:
+            return env.get(name) or None
+
+        def number(name: str, default: float, *, minimum: float) -> float:
+            raw = env.get(name)
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a number") from None
+            if value < minimum:
+                raise ConfigError(f"{name}={raw!r} must be at least {minimum:g}")
+            return value
+
+        date_param = text("BUSSTATS_REFERENCE_DATE_PARAM", defaults.reference_date_param.value)
+        try:
+            parsed_date_param = DateParam(date_param)
+        except ValueError:
+            choices = ", ".join(p.value for p in DateParam)
+            raise ConfigError(
+                f"BUSSTATS_REFERENCE_DATE_PARAM={date_param!r} must be one of {choices}"
+            ) from None
+
+        settings = cls(
+            store=text("BUSSTATS_STORE", defaults.store),
+            s3_endpoint_url=optional("BUSSTATS_S3_ENDPOINT_URL"),
+            aws_region=optional("AWS_REGION") or text("AWS_DEFAULT_REGION", defaults.aws_region),
+            aws_access_key_id=optional("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=optional("AWS_SECRET_ACCESS_KEY"),
+            reference_url=text("BUSSTATS_REFERENCE_URL", defaults.reference_url),
+            reference_date_param=parsed_date_param,
+            reference_timeout_seconds=number(
+                "BUSSTATS_REFERENCE_TIMEOUT", defaults.reference_timeout_seconds, minimum=0.1
+            ),
+            city_concurrency=int(
+                number("BUSSTATS_CITY_CONCURRENCY", defaults.city_concurrency, minimum=1)
+            ),
+            max_range_days=int(
+                number("BUSSTATS_MAX_RANGE_DAYS", defaults.max_range_days, minimum=1)
+            ),
+        )
+        if settings.s3_bucket is not None and len(settings.s3_bucket) < 3:
+            raise ConfigError(f"BUSSTATS_STORE={settings.store!r} does not name a bucket")
+        return settings

@@ -1,0 +1,118 @@
+"""One ingest job: every city's day from the reference server into the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from busstats.config import Settings
+from busstats.convert import CityInfo, UnusableResponse, convert_file
+from busstats.jobs import CityReport, CityStatus, JobRecord, JobStatus, JobStore, now
+from busstats.layout import PARQUET, RAW, city_id_of, date_prefix, parquet_key, raw_key
+from busstats.reference import City, ReferenceClient, ReferenceError
+from busstats.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class Ingest:
+    """Runs one job to its end, saving the record as cities finish."""
+
+    def __init__(self, job: JobRecord, store: Store, jobs: JobStore, settings: Settings) -> None:
+        self.job = job
+        self._store = store
+        self._jobs = jobs
+        self._settings = settings
+        self._save_lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(settings.city_concurrency)
+
+    async def run(self) -> JobRecord:
+        job = self.job
+        job.status = JobStatus.RUNNING
+        job.started_at = now()
+        await self._save()
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self._settings.reference_timeout_seconds,
+            sock_read=self._settings.reference_timeout_seconds,
+        )
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            client = ReferenceClient(
+                session, self._settings.reference_url, self._settings.reference_date_param
+            )
+            try:
+                cities = await client.cities()
+            except ReferenceError as exc:
+                job.error = str(exc)
+            else:
+                job.cities = [
+                    CityReport(city_id=c.id, city_name=c.name, country=c.country) for c in cities
+                ]
+                await self._save()
+                await asyncio.gather(
+                    *(
+                        self._city(client, city, report)
+                        for city, report in zip(cities, job.cities, strict=True)
+                    )
+                )
+                await self._remove_cities_not_listed({c.id for c in cities})
+        job.conclude()
+        await self._save()
+        return job
+
+    async def _city(self, client: ReferenceClient, city: City, report: CityReport) -> None:
+        async with self._slots:
+            started = time.monotonic()
+            report.status = CityStatus.RUNNING
+            try:
+                await self._ingest_city(client, city, report)
+                report.status = CityStatus.SUCCEEDED
+            except (ReferenceError, UnusableResponse, StoreError) as exc:
+                report.status = CityStatus.FAILED
+                report.error = str(exc)
+            except Exception as exc:  # a bug must fail one city, not the job
+                log.exception("city %s of job %s failed unexpectedly", city.id, self.job.job_id)
+                report.status = CityStatus.FAILED
+                report.error = f"internal error: {exc!r}"
+            report.duration_seconds = round(time.monotonic() - started, 3)
+        await self._save()
+
+    async def _ingest_city(self, client: ReferenceClient, city: City, report: CityReport) -> None:
+        day = self.job.date
+        with tempfile.TemporaryDirectory(prefix="busstats-") as folder:
+            raw_path = Path(folder) / "raw.json"
+            parquet_path = Path(folder) / "data.parquet"
+            with raw_path.open("wb") as raw_file:
+                report.raw_bytes = await client.download_day(city.id, day, raw_file)
+            info = CityInfo(city.id, city.name, city.country)
+            result = await asyncio.to_thread(convert_file, raw_path, parquet_path, info, day)
+            # Only a usable response replaces what an earlier run stored for this city.
+            await self._store.put_file(raw_key(day, city.id), raw_path)
+            await self._store.put_file(parquet_key(day, city.id), parquet_path)
+            report.parquet_bytes = parquet_path.stat().st_size
+        report.rows = result.rows
+        report.invalid_rows = result.invalid_rows
+        report.invalid_examples = result.invalid_examples
+
+    async def _remove_cities_not_listed(self, listed: set[int]) -> None:
+        """Re-ingesting a date replaces it: files of cities upstream no longer lists go."""
+        try:
+            stale: list[str] = []
+            for kind in (RAW, PARQUET):
+                keys = await self._store.list_keys(date_prefix(kind, self.job.date))
+                stale += [
+                    k for k in keys if (city := city_id_of(k)) is not None and city not in listed
+                ]
+            if stale:
+                await self._store.delete(stale)
+        except StoreError as exc:
+            self.job.error = f"could not remove files of cities no longer listed: {exc}"
+
+    async def _save(self) -> None:
+        async with self._save_lock:
+            await self._jobs.save(self.job)

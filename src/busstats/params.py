@@ -1,0 +1,46 @@
+"""Validation of the API's query parameters, with messages that say what is expected."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from starlette.datastructures import QueryParams
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class BadRequest(Exception):
+    """The caller sent something the API cannot accept; the message says what and why."""
+
+
+def single(params: QueryParams, name: str) -> str:
+    """The one value of `name`; missing, empty or repeated is an error."""
+    values = params.getlist(name)
+    if not values or values == [""]:
+        raise BadRequest(f"query parameter '{name}' is required, as YYYY-MM-DD")
+    if len(values) > 1:
+        raise BadRequest(f"query parameter '{name}' was given {len(values)} times; give it once")
+    return values[0]
+
+
+def day(params: QueryParams, name: str) -> dt.date:
+    """The date in parameter `name`, spelled exactly YYYY-MM-DD."""
+    text = single(params, name)
+    if _DATE.fullmatch(text):
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise BadRequest(f"query parameter '{name}' must be a real date as YYYY-MM-DD, got {text!r}")
+
+
+def date_range(params: QueryParams, max_days: int) -> tuple[dt.date, dt.date]:
+    """`from` and `to`, both inclusive, in order and at most `max_days` long."""
+    start, end = day(params, "from"), day(params, "to")
+    if start > end:
+        raise BadRequest(f"'from' ({start}) is after 'to' ({end}); give from <= to")
+    length = (end - start).days + 1
+    if length > max_days:
+        raise BadRequest(f"the range covers {length} days; ask for at most {max_days} days at once")
+    return start, end

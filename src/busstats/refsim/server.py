@@ -1,0 +1,177 @@
+"""The simulator's HTTP API: the reference server's routes, encoding and quirks, plus faults."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import msgspec
+from aiohttp import web
+
+from busstats.refsim.data import CITIES, generate_rows, rng_for
+
+
+class Fault(StrEnum):
+    """What a chosen city's stats call does instead of answering normally."""
+
+    ERROR = "error"  # 500 with a JSON error body
+    HTML = "html"  # 200 with an HTML page, as a misconfigured proxy would send
+    NOT_JSON = "not-json"  # 200 with text that is not JSON at all
+    TRUNCATED = "truncated"  # 200 with the JSON array cut off half-way
+    JUNK_ROWS = "junk-rows"  # 200 with a valid array in which some rows break the schema
+    HANG = "hang"  # accepts the request and never answers
+
+
+JUNK_ROWS = [
+    '{"departure-time": "2024-13-99T00:00:00", "bus-type": "X", "passengers": 1, '
+    '"delay": "P0D", "accident": false}',
+    '{"departure-time": "{day}T01:00:00", "bus-type": "X", "passengers": -4, '
+    '"delay": "P0D", "accident": false}',
+    '{"departure-time": "{day}T02:00:00", "bus-type": "X", "passengers": "many", '
+    '"delay": "P0D", "accident": false}',
+    '{"departure-time": "{day}T03:00:00", "bus-type": "X", "passengers": 3, '
+    '"delay": "soon", "accident": false}',
+    '{"departure-time": "{day}T04:00:00", "bus-type": "X", "passengers": 3, "accident": false}',
+    '{"departure-time": "{day}T05:00:00", "bus-type": "X", "passengers": 3, '
+    '"delay": "P0D", "accident": "no"}',
+]
+"""Rows a JUNK_ROWS city appends to its normal rows; `{day}` is the date asked for."""
+
+
+@dataclass(slots=True)
+class SimulatorConfig:
+    seed: int = 0
+    rows: tuple[int, int] = (1000, 3000)
+    """Rows per city and day: drawn evenly from this inclusive range, per city and day."""
+    max_latency: float = 4.2
+    """Each stats call waits a deterministic 0..max_latency seconds before answering."""
+    date_param: str = "datetime"
+    """`datetime` answers 400 to a plain date, like the original; `date` the reverse."""
+    mixed_durations: bool = False
+    """Spell delays in varied ISO 8601 forms rather than only upstream's `PT…S`/`P0D`."""
+    faults: dict[int, Fault] = field(default_factory=dict[int, Fault])
+
+
+@dataclass(slots=True)
+class SimulatorState:
+    """What the simulator saw, for tests and benchmarks to check."""
+
+    in_flight: int = 0
+    max_in_flight: int = 0
+    stats_calls: int = 0
+
+
+_PLAIN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def latency_for(config: SimulatorConfig, day: dt.date, city_id: int) -> float:
+    return rng_for(config.seed, day, city_id, "latency").uniform(0, config.max_latency)
+
+
+def rows_for(config: SimulatorConfig, day: dt.date, city_id: int) -> int:
+    low, high = config.rows
+    return rng_for(config.seed, day, city_id, "count").randint(low, high)
+
+
+def _validation_error(request: web.Request, message: str) -> web.Response:
+    body = {
+        "status_code": 400,
+        "detail": f"Validation failed for GET {request.path_qs}",
+        "extra": [{"message": message, "key": "date", "source": "query"}],
+    }
+    return web.json_response(body, status=400)
+
+
+def _parse_date(value: str, date_param: str) -> tuple[dt.date, str] | str:
+    """The day and the time-zone suffix to echo, or the validation message."""
+    if date_param == "date":
+        if not _PLAIN_DATE.match(value):
+            return "Invalid date format"
+        try:
+            return dt.date.fromisoformat(value), ""
+        except ValueError:
+            return "Invalid date format"
+    try:
+        moment = msgspec.convert(value, dt.datetime)
+    except msgspec.ValidationError:
+        return "Invalid RFC3339 encoded datetime"
+    suffix = ""
+    if moment.tzinfo is not None:
+        suffix = "Z" if value.endswith(("Z", "z")) else value[-6:]
+    return moment.date(), suffix
+
+
+def create_simulator(config: SimulatorConfig | None = None) -> web.Application:
+    config = config or SimulatorConfig()
+    state = SimulatorState()
+    by_id = {city.id: city for city in CITIES}
+    app = web.Application()
+    app["config"] = config
+    app["state"] = state
+
+    async def cities(_: web.Request) -> web.Response:
+        body = [{"id": c.id, "name": c.name, "country": c.country} for c in CITIES]
+        return web.Response(body=msgspec.json.encode(body), content_type="application/json")
+
+    async def stats(request: web.Request) -> web.StreamResponse:
+        try:
+            city_id = int(request.match_info["city_id"])
+        except ValueError:
+            return web.json_response({"status_code": 400, "detail": "bad city id"}, status=400)
+        if city_id not in by_id:
+            return web.json_response({"status_code": 404, "detail": "Not Found"}, status=404)
+        parsed = _parse_date(request.query.get("date", ""), config.date_param)
+        if isinstance(parsed, str):
+            return _validation_error(request, parsed)
+        day, suffix = parsed
+        state.stats_calls += 1
+        state.in_flight += 1
+        state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            await asyncio.sleep(latency_for(config, day, city_id))
+            return await _answer(request, config, city_id, day, suffix)
+        finally:
+            state.in_flight -= 1
+
+    app.router.add_get("/cities", cities)
+    app.router.add_get("/cities/{city_id}/stats", stats)
+    return app
+
+
+async def _answer(
+    request: web.Request, config: SimulatorConfig, city_id: int, day: dt.date, suffix: str
+) -> web.StreamResponse:
+    fault = config.faults.get(city_id)
+    if fault is Fault.ERROR:
+        return web.json_response(
+            {"status_code": 500, "detail": "Internal Server Error"}, status=500
+        )
+    if fault is Fault.HTML:
+        return web.Response(text="<html><body>Bad gateway</body></html>", content_type="text/html")
+    if fault is Fault.NOT_JSON:
+        return web.Response(text="rows: none today", content_type="application/json")
+    if fault is Fault.HANG:
+        await asyncio.Event().wait()
+    pieces = generate_rows(
+        config.seed,
+        day,
+        city_id,
+        rows_for(config, day, city_id),
+        time_suffix=suffix,
+        mixed_durations=config.mixed_durations,
+    )
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    for piece in pieces:
+        if fault is Fault.TRUNCATED and piece != "[":
+            await response.write(piece[: len(piece) // 2].encode())
+            break
+        if fault is Fault.JUNK_ROWS and piece == "]":
+            junk = ",".join(row.replace("{day}", day.isoformat()) for row in JUNK_ROWS)
+            await response.write(("," + junk).encode())
+        await response.write(piece.encode())
+    await response.write_eof()
+    return response

@@ -1,0 +1,72 @@
+"""Runs ingest jobs in the background of the API process."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import defaultdict
+
+from busstats.config import Settings
+from busstats.ingest import Ingest
+from busstats.jobs import JobRecord, JobStatus, JobStore, now
+from busstats.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted: the service stopped before the job finished"
+
+
+class JobRunner:
+    """Starts jobs as tasks; jobs for the same date run one after the other, never interleaved."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+        self.jobs = JobStore(store)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._date_locks: defaultdict[dt.date, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def submit(self, day: dt.date) -> JobRecord:
+        """Record a queued job and start it; returns once the record is saved."""
+        job = JobRecord.new(day)
+        await self.jobs.save(job)
+        task = asyncio.create_task(self._run(job), name=f"ingest {day} {job.job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
+    async def _run(self, job: JobRecord) -> None:
+        try:
+            async with self._date_locks[job.date]:
+                await Ingest(job, self._store, self.jobs, self._settings).run()
+        except asyncio.CancelledError:
+            job.status = JobStatus.FAILED
+            job.error = INTERRUPTED
+            job.finished_at = now()
+            await self._save_quietly(job)
+            raise
+        except StoreError as exc:
+            log.error("job %s could not record its progress: %s", job.job_id, exc)
+        except Exception:
+            log.exception("job %s failed unexpectedly", job.job_id)
+            job.status = JobStatus.FAILED
+            job.error = "internal error; see the service log"
+            await self._save_quietly(job)
+
+    async def _save_quietly(self, job: JobRecord) -> None:
+        try:
+            await self.jobs.save(job)
+        except StoreError as exc:
+            log.error("could not record the end of job %s: %s", job.job_id, exc)
+
+    async def wait_idle(self) -> None:
+        """Wait until every job started so far has ended."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel running jobs; each records itself as interrupted."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
