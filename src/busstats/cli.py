@@ -87,7 +87,7 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
 
 
 async def _dev(args: argparse.Namespace) -> None:
-    runner = web.AppRunner(create_simulator(_simulator_config(args)))
+    runner = web.AppRunner(create_simulator(_simulator_config(args)), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", args.refsim_port).start()
     settings = Settings(store=args.data, reference_url=f"http://127.0.0.1:{args.refsim_port}")

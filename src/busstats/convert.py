@@ -101,7 +101,12 @@ def parse_duration_seconds(text: str) -> float:
 
 
 def convert_file(
-    raw_path: Path, parquet_path: Path, city: CityInfo, day: dt.date
+    raw_path: Path,
+    parquet_path: Path,
+    city: CityInfo,
+    day: dt.date,
+    *,
+    slice_bytes: int = SLICE_BYTES,
 ) -> ConversionResult:
     """Convert the upstream file at `raw_path`; write Parquet to `parquet_path`.
 
@@ -110,12 +115,12 @@ def convert_file(
     if raw_path.stat().st_size == 0:
         raise UnusableResponse("the response body is empty")
     with raw_path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        spans = _array_item_spans(buf)
+        spans = _array_item_spans(buf, slice_bytes)
         try:
             return _write_parquet(buf, spans, parquet_path, city, day)
         except _SliceUndecodable:
             # A slice boundary fell inside a string; decoding the array whole is exact.
-            whole = _array_item_spans(buf, slice_bytes=len(buf))
+            whole = _array_item_spans(buf, len(buf))
             try:
                 return _write_parquet(buf, whole, parquet_path, city, day)
             except _SliceUndecodable as exc:
@@ -127,7 +132,7 @@ class _SliceUndecodable(Exception):
     pass
 
 
-def _array_item_spans(buf: mmap.mmap, slice_bytes: int = SLICE_BYTES) -> list[tuple[int, int]]:
+def _array_item_spans(buf: mmap.mmap, slice_bytes: int) -> list[tuple[int, int]]:
     """Byte ranges, each holding whole array items, that together cover the array's inside."""
     start, end = 0, len(buf)
     while start < end and buf[start] in _WHITESPACE:
@@ -162,14 +167,14 @@ def _write_parquet(
     with pq.ParquetWriter(parquet_path, PARQUET_SCHEMA, compression="zstd") as writer:
         for begin, end in spans:
             text = b"[" + buf[begin:end] + b"]"
-            rows, bad = _decode_rows(text)
-            for index, reason in bad:
+            rows, invalid = _decode_rows(text)
+            table, off_schema = _to_table(rows, day, city, delays)
+            for index, reason in sorted(invalid + off_schema):
                 result.add_invalid(first_index + index, reason)
-            table = _to_table(rows, first_index, day, city, delays, result)
             if table.num_rows:
                 writer.write_table(table)
             result.rows += table.num_rows
-            first_index += len(rows) + len(bad)
+            first_index += len(rows) + len(invalid)
         if result.rows == 0:
             writer.write_table(PARQUET_SCHEMA.empty_table())
     return result
@@ -195,13 +200,12 @@ def _decode_rows(text: bytes) -> tuple[list[tuple[int, UpstreamRow]], list[tuple
 
 def _to_table(
     rows: list[tuple[int, UpstreamRow]],
-    first_index: int,
     day: dt.date,
     city: CityInfo,
     delays: dict[str, float | None],
-    result: ConversionResult,
-) -> pa.Table:
-    """The valid rows as an Arrow table; rows off the date or with a bad delay are recorded."""
+) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """The valid rows as an Arrow table, and (index, reason) for rows off the date or with a
+    delay that is no duration. `delays` caches parsed delays: they repeat a lot."""
     for _, row in rows:
         if row.delay not in delays:
             try:
@@ -211,6 +215,7 @@ def _to_table(
     times = [_wall_clock(row.departure_time) for _, row in rows]
     delay_seconds = [delays[row.delay] for _, row in rows]
     keep: list[bool] = []
+    invalid: list[tuple[int, str]] = []
     for (index, row), moment, seconds in zip(rows, times, delay_seconds, strict=True):
         if seconds is None:
             reason = f"delay {row.delay!r} is not an ISO 8601 duration"
@@ -220,7 +225,7 @@ def _to_table(
             keep.append(True)
             continue
         keep.append(False)
-        result.add_invalid(first_index + index, reason)
+        invalid.append((index, reason))
     count = len(rows)
     columns: dict[str, Any] = {
         "departure_time": pa.array(times, pa.timestamp("us")),
@@ -233,7 +238,9 @@ def _to_table(
         "country": [city.country] * count,
     }
     table = pa.Table.from_pydict(columns, schema=PARQUET_SCHEMA)
-    return table.filter(pa.array(keep, pa.bool_())) if not all(keep) else table
+    if invalid:
+        table = table.filter(pa.array(keep, pa.bool_()))
+    return table, invalid
 
 
 def _wall_clock(moment: dt.datetime) -> dt.datetime:

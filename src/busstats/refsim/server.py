@@ -64,6 +64,7 @@ class SimulatorState:
     stats_calls: int = 0
 
 
+STATE = web.AppKey("state", SimulatorState)
 _PLAIN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -109,8 +110,7 @@ def create_simulator(config: SimulatorConfig | None = None) -> web.Application:
     state = SimulatorState()
     by_id = {city.id: city for city in CITIES}
     app = web.Application()
-    app["config"] = config
-    app["state"] = state
+    app[STATE] = state
 
     async def cities(_: web.Request) -> web.Response:
         body = [{"id": c.id, "name": c.name, "country": c.country} for c in CITIES]

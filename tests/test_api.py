@@ -1,0 +1,126 @@
+"""The HTTP contract through a real uvicorn: payload shapes and a JSON 4xx for every bad input."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from busstats.config import Settings
+from tests.servers import api_server
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[str]:
+    settings = Settings(store=str(tmp_path / "store"), reference_url="http://127.0.0.1:9")
+    async with api_server(settings) as url:
+        yield url
+
+
+async def expect_error(response: aiohttp.ClientResponse, status: int, *words: str) -> None:
+    assert response.status == status
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert set(body) == {"error"}
+    for word in words:
+        assert word in body["error"]
+
+
+async def test_health_and_readiness(api: str, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{api}/health") as response:
+        assert response.status == 200
+        assert await response.json() == {"status": "ok"}
+    async with http.get(f"{api}/health/ready") as response:
+        assert response.status == 200
+        assert await response.json() == {"status": "ok", "store": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("", ["'from' is required", "YYYY-MM-DD"]),
+        ("from=2024-05-01", ["'to' is required"]),
+        ("from=&to=2024-05-01", ["'from' is required"]),
+        ("from=2024-5-1&to=2024-05-01", ["'from' must be a real date", "'2024-5-1'"]),
+        ("from=2024-02-30&to=2024-03-01", ["'from' must be a real date"]),
+        ("from=0000-01-01&to=2024-03-01", ["'from' must be a real date"]),
+        ("from=2024-01-01&to=10000-01-01", ["'to' must be a real date"]),
+        ("from=20240501&to=2024-05-01", ["'from' must be a real date"]),
+        ("from=2024-05-01T00:00:00&to=2024-05-01", ["must be a real date"]),
+        ("from=2024-05-02&to=2024-05-01", ["after", "from <= to"]),
+        ("from=2024-05-01&from=2024-05-02&to=2024-05-03", ["given 2 times"]),
+        ("from=2000-01-01&to=2024-01-01", ["8767 days", "at most 3660"]),
+        ("from=%E2%80%93&to=2024-01-01", ["must be a real date"]),
+    ],
+)
+async def test_bad_stats_queries_are_400_with_a_reason(
+    api: str, http: aiohttp.ClientSession, query: str, words: list[str]
+) -> None:
+    async with http.get(f"{api}/country-stats?{query}") as response:
+        await expect_error(response, 400, *words)
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("", ["'date' is required"]),
+        ("date=yesterday", ["'date' must be a real date", "YYYY-MM-DD"]),
+        ("date=2024-05-01&date=2024-05-02", ["given 2 times"]),
+    ],
+)
+async def test_bad_process_requests_are_400_with_a_reason(
+    api: str, http: aiohttp.ClientSession, query: str, words: list[str]
+) -> None:
+    async with http.post(f"{api}/process-request?{query}") as response:
+        await expect_error(response, 400, *words)
+
+
+@pytest.mark.parametrize(
+    ("job_id", "words"),
+    [
+        ("0" * 32, ["no job with id '000"]),
+        ("nope", ["no job with id 'nope'"]),
+        ("ABCDEF0123456789ABCDEF0123456789", ["no job"]),
+        ("%2E%2E", ["no route"]),  # the client normalises /jobs/.. away
+        ("..%2F..%2Fraw", ["no route"]),  # never reaches a store key
+    ],
+)
+async def test_unknown_jobs_are_404(
+    api: str, http: aiohttp.ClientSession, job_id: str, words: list[str]
+) -> None:
+    async with http.get(f"{api}/jobs/{job_id}") as response:
+        await expect_error(response, 404, *words)
+
+
+async def test_unknown_routes_and_methods_are_json_errors(
+    api: str, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{api}/stats") as response:
+        await expect_error(response, 404, "no route GET /stats")
+    async with http.get(f"{api}/process-request?date=2024-05-01") as response:
+        await expect_error(response, 405, "GET is not allowed")
+
+
+async def test_stats_over_an_empty_store(api: str, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{api}/country-stats?from=2024-05-01&to=2024-05-02") as response:
+        assert response.status == 200
+        assert await response.json() == {
+            "from": "2024-05-01",
+            "to": "2024-05-02",
+            "stats": [],
+            "dates_without_data": ["2024-05-01", "2024-05-02"],
+        }
+
+
+async def test_an_unreachable_reference_server_fails_the_job_with_the_reason(
+    api: str, http: aiohttp.ClientSession
+) -> None:
+    from tests.flows import ingest
+
+    job = await ingest(http, api, "2024-05-01")
+    assert job["status"] == "failed"
+    assert "GET /cities failed" in job["error"]
+    assert job["cities"] == []
+    assert job["started_at"] <= job["finished_at"]

@@ -1,0 +1,167 @@
+"""A day from the simulator into the store and back out as stats, through the real API."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from busstats.config import DateParam, Settings
+from busstats.layout import PARQUET, RAW, date_prefix, parquet_key, raw_key
+from busstats.refsim import CITIES, Fault, SimulatorConfig
+from busstats.refsim.server import JUNK_ROWS
+from busstats.store import LocalStore, S3Store, Store
+from tests.expected import assert_same_stats, country_stats
+from tests.flows import country_stats as get_stats
+from tests.flows import ingest, raw_files
+from tests.servers import RunningSimulator, api_server, simulator
+
+DAY = dt.date(2024, 5, 1)
+COUNTRY_OF = {city.id: city.country for city in CITIES}
+SMALL = SimulatorConfig(rows=(200, 400), max_latency=0.2)
+
+
+def settings_for(store: Store, sim: RunningSimulator, **overrides: Any) -> Settings:
+    """Settings naming this store; the store object itself is handed to the app."""
+    assert isinstance(store, S3Store | LocalStore)
+    location = f"s3://{store.bucket}" if isinstance(store, S3Store) else str(store.root)
+    return dataclasses.replace(Settings(store=location, reference_url=sim.url), **overrides)
+
+
+async def test_a_day_is_ingested_and_the_stats_match_the_raw_files(
+    store: Store, http: aiohttp.ClientSession
+) -> None:
+    async with simulator(SMALL) as sim, api_server(settings_for(store, sim), store) as api:
+        job = await ingest(http, api, DAY.isoformat())
+        answer = await get_stats(http, api, "2024-04-30", "2024-05-02")
+
+    assert job["status"] == "succeeded", job
+    assert len(job["cities"]) == len(CITIES)
+    for city in job["cities"]:
+        assert city["status"] == "succeeded"
+        assert city["rows"] >= 200
+        assert city["invalid_rows"] == 0
+        assert city["raw_bytes"] > city["parquet_bytes"] > 0
+    raw = await raw_files(store, [DAY])
+    assert sorted(city_id for _, city_id in raw) == [city.id for city in CITIES]
+    assert answer["from"] == "2024-04-30"
+    assert answer["to"] == "2024-05-02"
+    assert answer["dates_without_data"] == ["2024-04-30", "2024-05-02"]
+    assert len(answer["stats"]) == 5
+    assert_same_stats(answer["stats"], country_stats(raw, COUNTRY_OF))
+    # every city was fetched at once: a day takes about as long as its slowest city
+    assert sim.state.max_in_flight == len(CITIES)
+
+
+@pytest.mark.parametrize("upstream_wants", ["date", "datetime"])
+@pytest.mark.parametrize("we_send", [DateParam.AUTO, None])
+async def test_either_date_spelling_upstream_wants_is_found(
+    tmp_path: Path, http: aiohttp.ClientSession, upstream_wants: str, we_send: DateParam | None
+) -> None:
+    config = SimulatorConfig(rows=(5, 10), max_latency=0.05, date_param=upstream_wants)
+    date_param = we_send or DateParam(upstream_wants)
+    store = LocalStore(tmp_path)
+    async with simulator(config) as sim:
+        settings = settings_for(store, sim, reference_date_param=date_param)
+        async with api_server(settings, store) as api:
+            job = await ingest(http, api, DAY.isoformat())
+    assert job["status"] == "succeeded", job
+    # a wrong first guess costs at most one fast 400 per city, never a failed city
+    assert sim.state.stats_calls == len(CITIES)
+
+
+async def test_any_iso_duration_spelling_counts_the_same(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    config = SimulatorConfig(rows=(100, 200), max_latency=0.05, mixed_durations=True)
+    store = LocalStore(tmp_path)
+    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as api:
+        job = await ingest(http, api, DAY.isoformat())
+        answer = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
+    assert job["status"] == "succeeded"
+    raw = await raw_files(store, [DAY])
+    spellings = b"".join(raw.values())
+    assert b"P0DT" in spellings
+    assert b".0S" in spellings
+    assert_same_stats(answer["stats"], country_stats(raw, COUNTRY_OF))
+
+
+async def test_a_failing_city_leaves_the_job_partial_and_the_others_intact(
+    store: Store, http: aiohttp.ClientSession
+) -> None:
+    config = SimulatorConfig(rows=(50, 60), max_latency=0.05, faults={7: Fault.ERROR})
+    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as api:
+        job = await ingest(http, api, DAY.isoformat())
+        answer = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
+
+    assert job["status"] == "partial"
+    failed = [city for city in job["cities"] if city["status"] == "failed"]
+    assert [city["city_id"] for city in failed] == [7]
+    assert "answered 500" in failed[0]["error"]
+    assert failed[0]["rows"] == 0
+    keys = await store.list_keys(date_prefix(PARQUET, DAY))
+    assert parquet_key(DAY, 7) not in keys
+    assert len(keys) == len(CITIES) - 1
+    raw = await raw_files(store, [DAY])
+    assert (DAY, 7) not in raw
+    assert_same_stats(answer["stats"], country_stats(raw, COUNTRY_OF))
+
+
+async def test_junk_rows_are_counted_with_reasons_and_left_out_of_the_stats(
+    store: Store, http: aiohttp.ClientSession
+) -> None:
+    config = SimulatorConfig(rows=(50, 60), max_latency=0.05, faults={3: Fault.JUNK_ROWS})
+    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as api:
+        job = await ingest(http, api, DAY.isoformat())
+        answer = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
+
+    assert job["status"] == "succeeded"
+    city = next(city for city in job["cities"] if city["city_id"] == 3)
+    assert city["invalid_rows"] == len(JUNK_ROWS)
+    reasons = " | ".join(example["reason"] for example in city["invalid_examples"])
+    assert len(city["invalid_examples"]) == 5
+    assert "passengers" in reasons
+    assert ">= 0" in reasons
+    assert "delay 'soon'" in reasons
+    assert "missing required field `delay`" in reasons
+    raw = await raw_files(store, [DAY])
+    # the junk follows the city's valid rows, and the examples are the first five of it
+    assert [example["index"] for example in city["invalid_examples"]] == [
+        city["rows"] + offset for offset in range(5)
+    ]
+    assert_same_stats(answer["stats"], country_stats(raw, COUNTRY_OF))
+
+
+async def test_reingesting_a_date_replaces_it(store: Store, http: aiohttp.ClientSession) -> None:
+    gone_city = 999  # a city upstream no longer lists
+    await store.put_bytes(raw_key(DAY, gone_city), b"[]")
+    await store.put_bytes(parquet_key(DAY, gone_city), b"stale")
+    config = SimulatorConfig(rows=(20, 30), max_latency=0.05)
+    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as api:
+        first = await ingest(http, api, DAY.isoformat())
+        once = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
+        second = await ingest(http, api, DAY.isoformat())
+        twice = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
+
+    assert first["status"] == second["status"] == "succeeded"
+    assert first["job_id"] != second["job_id"]
+    assert once == twice  # same upstream data, counted once
+    for kind in (RAW, PARQUET):
+        assert len(await store.list_keys(date_prefix(kind, DAY))) == len(CITIES)
+
+
+async def test_a_job_is_still_answered_after_a_restart(
+    store: Store, http: aiohttp.ClientSession
+) -> None:
+    config = SimulatorConfig(rows=(5, 10), max_latency=0.05)
+    async with simulator(config) as sim:
+        settings = settings_for(store, sim)
+        async with api_server(settings, store) as api:
+            job = await ingest(http, api, DAY.isoformat())
+        async with api_server(settings, store) as api, http.get(f"{api}/jobs/{job['job_id']}") as r:
+            assert r.status == 200
+            assert await r.json() == job

@@ -1,0 +1,122 @@
+"""The bundled simulator speaks upstream's API and quirks, deterministically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import aiohttp
+import pytest
+
+from busstats.convert import parse_duration_seconds
+from busstats.refsim import CITIES, Fault, SimulatorConfig
+from busstats.refsim.data import generate_rows
+from tests.servers import simulator
+
+QUICK = SimulatorConfig(rows=(3, 8), max_latency=0)
+
+
+async def test_cities_have_free_text_names_and_integer_ids(http: aiohttp.ClientSession) -> None:
+    async with simulator(QUICK) as sim, http.get(f"{sim.url}/cities") as response:
+        cities = await response.json()
+    assert len(cities) == 30
+    assert len({c["country"] for c in cities}) == 5
+    assert all(isinstance(c["id"], int) for c in cities)
+    names = [c["name"] for c in cities]
+    assert len(set(names)) < len(names)  # two cities share a name
+    text = " ".join(names + [c["country"] for c in cities])
+    for char in ("'", "&", "(", ",", "é", "ć"):
+        assert char in text
+
+
+@pytest.mark.parametrize(
+    ("date_param", "accepted", "refused", "message"),
+    [
+        ("datetime", "2024-05-01T00:00:00", "2024-05-01", "Invalid RFC3339 encoded datetime"),
+        ("date", "2024-05-01", "2024-05-01T00:00:00", "Invalid date format"),
+    ],
+)
+async def test_each_deployment_accepts_one_date_spelling(
+    http: aiohttp.ClientSession, date_param: str, accepted: str, refused: str, message: str
+) -> None:
+    config = SimulatorConfig(rows=(3, 3), max_latency=0, date_param=date_param)
+    async with simulator(config) as sim:
+        url = f"{sim.url}/cities/0/stats"
+        async with http.get(url, params={"date": accepted}) as response:
+            assert response.status == 200
+            assert len(await response.json()) == 3
+        async with http.get(url, params={"date": refused}) as response:
+            assert response.status == 400
+            assert (await response.json())["extra"][0]["message"] == message
+
+
+async def test_a_zone_in_the_date_comes_back_on_the_departure_times(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with simulator(QUICK) as sim:
+        url = f"{sim.url}/cities/1/stats"
+        async with http.get(url, params={"date": "2024-05-01T00:00:00Z"}) as response:
+            rows = await response.json()
+    assert rows
+    assert all(row["departure-time"].endswith("Z") for row in rows)
+
+
+async def test_the_same_seed_and_date_give_the_same_bytes(http: aiohttp.ClientSession) -> None:
+    bodies = []
+    for _ in range(2):
+        async with simulator(QUICK) as sim:
+            url = f"{sim.url}/cities/5/stats?date=2024-05-01T00:00:00"
+            async with http.get(url) as response:
+                bodies.append(await response.read())
+    assert bodies[0] == bodies[1]
+    rows = json.loads(bodies[0])
+    assert 3 <= len(rows) <= 8
+    assert set(rows[0]) == {"departure-time", "bus-type", "passengers", "delay", "accident"}
+
+
+def test_rows_use_upstream_spellings_and_mixed_ones_mean_the_same() -> None:
+    day = dt.date(2024, 5, 1)
+    plain = json.loads("".join(generate_rows(1, day, 2, 2000)))
+    mixed = json.loads("".join(generate_rows(1, day, 2, 2000, mixed_durations=True)))
+    assert {row["delay"] for row in plain} <= {"P0D"} | {f"PT{60 * m}S" for m in range(1, 121)}
+    assert len({row["delay"] for row in mixed} - {row["delay"] for row in plain}) > 10
+    assert [parse_duration_seconds(r["delay"]) for r in plain] == [
+        parse_duration_seconds(r["delay"]) for r in mixed
+    ]
+
+
+def test_large_days_stream_in_pieces() -> None:
+    pieces = generate_rows(0, dt.date(2024, 5, 1), 0, 25_000)
+    sizes = [len(piece) for piece in pieces]
+    assert len(sizes) == 5  # "[", three batches, "]"
+    assert max(sizes) < 1_500_000
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "starts_with"),
+    [
+        (Fault.ERROR, 500, b"{"),
+        (Fault.HTML, 200, b"<html>"),
+        (Fault.NOT_JSON, 200, b"rows"),
+        (Fault.TRUNCATED, 200, b"[{"),
+    ],
+)
+async def test_faults_break_only_the_chosen_city(
+    http: aiohttp.ClientSession, fault: Fault, status: int, starts_with: bytes
+) -> None:
+    config = SimulatorConfig(rows=(20, 20), max_latency=0, faults={2: fault})
+    async with simulator(config) as sim:
+        base = f"{sim.url}/cities/{{}}/stats?date=2024-05-01T00:00:00"
+        async with http.get(base.format(2)) as response:
+            assert response.status == status
+            body = await response.read()
+        async with http.get(base.format(3)) as response:
+            assert len(await response.json()) == 20
+    assert body.startswith(starts_with)
+    if status == 200:
+        with pytest.raises(json.JSONDecodeError, match=r"Expecting|Unterminated"):
+            json.loads(body)
+
+
+def test_city_ids_are_dense_from_zero() -> None:
+    assert [city.id for city in CITIES] == list(range(30))
