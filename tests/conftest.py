@@ -6,8 +6,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from busstats.store import LocalStore, S3Store, Store
-from tests.servers import CREDENTIALS, REGION, MotoEndpoint, moto_server
+from busstats.store import LocalStore, Store
+from tests.servers import MotoEndpoint, moto_server, open_s3_store
 
 
 @pytest.fixture(scope="session")
@@ -29,13 +29,7 @@ async def store(
     if request.param == "local":
         yield LocalStore(tmp_path / "store")
         return
-    s3 = await S3Store.open(
-        moto.new_bucket(),
-        region=REGION,
-        endpoint_url=moto.url,
-        access_key_id=CREDENTIALS["aws_access_key_id"],
-        secret_access_key=CREDENTIALS["aws_secret_access_key"],
-    )
+    s3 = await open_s3_store(moto.url, moto.new_bucket())
     yield s3
     await s3.close()
 

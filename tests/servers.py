@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import uuid
@@ -20,10 +21,33 @@ from busstats.app import create_app
 from busstats.config import Settings
 from busstats.refsim import SimulatorConfig, SimulatorState, create_simulator
 from busstats.refsim.server import STATE
-from busstats.store import Store
+from busstats.store import S3Store, Store
 
-CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+KEY_ID = SECRET = "testing"
 REGION = "us-east-1"
+
+
+def s3_settings(bucket: str, endpoint: str, **overrides: Any) -> Settings:
+    """Settings for a bucket behind a loopback endpoint (moto, or a proxy in front of it)."""
+    base = Settings(
+        store=f"s3://{bucket}",
+        s3_endpoint_url=endpoint,
+        aws_region=REGION,
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+async def open_s3_store(endpoint: str, bucket: str, **options: Any) -> S3Store:
+    return await S3Store.open(
+        bucket,
+        region=REGION,
+        endpoint_url=endpoint,
+        access_key_id=KEY_ID,
+        secret_access_key=SECRET,
+        **options,
+    )
 
 
 def free_socket() -> socket.socket:
@@ -38,7 +62,13 @@ class MotoEndpoint:
     url: str
 
     def client(self) -> Any:
-        return boto3.client("s3", endpoint_url=self.url, region_name=REGION, **CREDENTIALS)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id=KEY_ID,
+            aws_secret_access_key=SECRET,
+        )
 
     def new_bucket(self) -> str:
         name = f"busstats-{uuid.uuid4().hex[:12]}"
@@ -68,7 +98,7 @@ class RunningSimulator:
 @contextlib.asynccontextmanager
 async def simulator(config: SimulatorConfig) -> AsyncIterator[RunningSimulator]:
     app = create_simulator(config)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     sock = free_socket()
     site = web.SockSite(runner, sock)

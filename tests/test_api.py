@@ -14,7 +14,11 @@ from tests.servers import api_server
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[str]:
-    settings = Settings(store=str(tmp_path / "store"), reference_url="http://127.0.0.1:9")
+    settings = Settings(
+        store=str(tmp_path / "store"),
+        reference_url="http://127.0.0.1:9",
+        reference_backoff_seconds=0.01,
+    )
     async with api_server(settings) as url:
         yield url
 

@@ -29,7 +29,8 @@ def settings_for(store: Store, sim: RunningSimulator, **overrides: Any) -> Setti
     """Settings naming this store; the store object itself is handed to the app."""
     assert isinstance(store, S3Store | LocalStore)
     location = f"s3://{store.bucket}" if isinstance(store, S3Store) else str(store.root)
-    return dataclasses.replace(Settings(store=location, reference_url=sim.url), **overrides)
+    base = Settings(store=location, reference_url=sim.url, reference_backoff_seconds=0.01)
+    return dataclasses.replace(base, **overrides)
 
 
 async def test_a_day_is_ingested_and_the_stats_match_the_raw_files(

@@ -28,10 +28,16 @@ class Settings:
     aws_region: str = "us-east-1"
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
+    s3_attempts: int = 5
+    """Tries per S3 call, with botocore's standard retry mode (backoff with jitter)."""
     reference_url: str = "http://127.0.0.1:8081"
     reference_date_param: DateParam = DateParam.AUTO
     reference_timeout_seconds: float = 30.0
     """Longest silence allowed while connecting to or reading from the reference server."""
+    reference_attempts: int = 4
+    """Tries per call on connection errors, timeouts and 5xx; a 4xx is never retried."""
+    reference_backoff_seconds: float = 0.5
+    """First wait between tries; it doubles (with jitter) up to 8 s."""
     city_concurrency: int = 32
     max_range_days: int = 3660
 
@@ -80,10 +86,17 @@ class Settings:
             aws_region=optional("AWS_REGION") or text("AWS_DEFAULT_REGION", defaults.aws_region),
             aws_access_key_id=optional("AWS_ACCESS_KEY_ID"),
             aws_secret_access_key=optional("AWS_SECRET_ACCESS_KEY"),
+            s3_attempts=int(number("BUSSTATS_S3_ATTEMPTS", defaults.s3_attempts, minimum=1)),
             reference_url=text("BUSSTATS_REFERENCE_URL", defaults.reference_url),
             reference_date_param=parsed_date_param,
             reference_timeout_seconds=number(
                 "BUSSTATS_REFERENCE_TIMEOUT", defaults.reference_timeout_seconds, minimum=0.1
+            ),
+            reference_attempts=int(
+                number("BUSSTATS_REFERENCE_ATTEMPTS", defaults.reference_attempts, minimum=1)
+            ),
+            reference_backoff_seconds=number(
+                "BUSSTATS_REFERENCE_BACKOFF", defaults.reference_backoff_seconds, minimum=0
             ),
             city_concurrency=int(
                 number("BUSSTATS_CITY_CONCURRENCY", defaults.city_concurrency, minimum=1)

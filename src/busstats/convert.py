@@ -106,23 +106,30 @@ def convert_file(
     city: CityInfo,
     day: dt.date,
     *,
+    provenance: dict[str, str] | None = None,
     slice_bytes: int = SLICE_BYTES,
 ) -> ConversionResult:
     """Convert the upstream file at `raw_path`; write Parquet to `parquet_path`.
 
+    `provenance` goes into the Parquet footer's key-value metadata as `busstats.<key>`, so a
+    reader can tell which run and which raw file a Parquet file came from.
     Raises UnusableResponse when the file is not a JSON array; then no Parquet is written.
     """
+    schema = pa.schema(
+        PARQUET_SCHEMA,
+        metadata={f"busstats.{key}": value for key, value in (provenance or {}).items()},
+    )
     if raw_path.stat().st_size == 0:
         raise UnusableResponse("the response body is empty")
     with raw_path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         spans = _array_item_spans(buf, slice_bytes)
         try:
-            return _write_parquet(buf, spans, parquet_path, city, day)
+            return _write_parquet(buf, spans, parquet_path, schema, city, day)
         except _SliceUndecodable:
             # A slice boundary fell inside a string; decoding the array whole is exact.
             whole = _array_item_spans(buf, len(buf))
             try:
-                return _write_parquet(buf, whole, parquet_path, city, day)
+                return _write_parquet(buf, whole, parquet_path, schema, city, day)
             except _SliceUndecodable as exc:
                 parquet_path.unlink(missing_ok=True)
                 raise UnusableResponse(str(exc)) from None
@@ -158,13 +165,14 @@ def _write_parquet(
     buf: mmap.mmap,
     spans: list[tuple[int, int]],
     parquet_path: Path,
+    schema: pa.Schema,
     city: CityInfo,
     day: dt.date,
 ) -> ConversionResult:
     result = ConversionResult()
     delays: dict[str, float | None] = {}
     first_index = 0
-    with pq.ParquetWriter(parquet_path, PARQUET_SCHEMA, compression="zstd") as writer:
+    with pq.ParquetWriter(parquet_path, schema, compression="zstd") as writer:
         for begin, end in spans:
             text = b"[" + buf[begin:end] + b"]"
             rows, invalid = _decode_rows(text)

@@ -14,7 +14,7 @@ from busstats.config import Settings
 from busstats.convert import CityInfo, UnusableResponse, convert_file
 from busstats.jobs import CityReport, CityStatus, JobRecord, JobStatus, JobStore, now
 from busstats.layout import PARQUET, RAW, city_id_of, date_prefix, parquet_key, raw_key
-from busstats.reference import City, ReferenceClient, ReferenceError
+from busstats.reference import City, ReferenceClient, ReferenceError, RetryPolicy
 from busstats.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,14 @@ class Ingest:
             sock_read=self._settings.reference_timeout_seconds,
         )
         async with aiohttp.ClientSession(timeout=timeout) as session:
+            settings = self._settings
+            retry = RetryPolicy(
+                attempts=settings.reference_attempts,
+                wait_initial=settings.reference_backoff_seconds,
+                wait_max=max(8.0, settings.reference_backoff_seconds),
+            )
             client = ReferenceClient(
-                session, self._settings.reference_url, self._settings.reference_date_param
+                session, settings.reference_url, settings.reference_date_param, retry
             )
             try:
                 cities = await client.cities()
@@ -88,16 +94,30 @@ class Ingest:
             raw_path = Path(folder) / "raw.json"
             parquet_path = Path(folder) / "data.parquet"
             with raw_path.open("wb") as raw_file:
-                report.raw_bytes = await client.download_day(city.id, day, raw_file)
+                download = await client.download_day(city.id, day, raw_file)
+            report.raw_bytes = download.size
             info = CityInfo(city.id, city.name, city.country)
-            result = await asyncio.to_thread(convert_file, raw_path, parquet_path, info, day)
-            # Only a usable response replaces what an earlier run stored for this city.
-            await self._store.put_file(raw_key(day, city.id), raw_path)
-            await self._store.put_file(parquet_key(day, city.id), parquet_path)
+            provenance = {"job_id": self.job.job_id, "raw_sha256": download.sha256}
+            result = await asyncio.to_thread(
+                convert_file, raw_path, parquet_path, info, day, provenance=provenance
+            )
+            await self._replace_city_files(city.id, raw_path, parquet_path)
             report.parquet_bytes = parquet_path.stat().st_size
         report.rows = result.rows
         report.invalid_rows = result.invalid_rows
         report.invalid_examples = result.invalid_examples
+
+    async def _replace_city_files(self, city_id: int, raw_path: Path, parquet_path: Path) -> None:
+        """Store a city's raw and Parquet files so that no failure leaves a mismatched pair.
+
+        The old Parquet goes first: until the new one is complete, the city has no Parquet
+        (the stats leave it out, the job says why) rather than old Parquet beside new raw.
+        Each object appears whole or not at all (single PUT, or a completed multipart upload).
+        """
+        day = self.job.date
+        await self._store.delete([parquet_key(day, city_id)])
+        await self._store.put_file(raw_key(day, city_id), raw_path)
+        await self._store.put_file(parquet_key(day, city_id), parquet_path)
 
     async def _remove_cities_not_listed(self, listed: set[int]) -> None:
         """Re-ingesting a date replaces it: files of cities upstream no longer lists go."""

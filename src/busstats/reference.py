@@ -3,22 +3,46 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import BinaryIO
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, BinaryIO, TypeVar
 
 import aiohttp
 import msgspec
+import stamina
 
 from busstats.config import DateParam
 
 CHUNK_SIZE = 1 << 20
+T = TypeVar("T")
 
 
 class ReferenceError(Exception):
     """The reference server failed, timed out or answered something unusable."""
 
 
+class TransientError(ReferenceError):
+    """A failure worth another try: no connection, a timeout, a cut-off body or a 5xx/429."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter between attempts, as stamina computes it."""
+
+    attempts: int = 4
+    wait_initial: float = 0.5
+    wait_max: float = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    size: int
+    sha256: str
+
+
 class City(msgspec.Struct, frozen=True):
-    id: int
+    id: Annotated[int, msgspec.Meta(ge=0)]
     name: str
     country: str
 
@@ -31,7 +55,11 @@ def spell_date(day: dt.date, form: DateParam) -> str:
 
 
 async def _snippet(response: aiohttp.ClientResponse) -> str:
-    body = await response.content.read(300)
+    """The start of an error body, to quote in the job record."""
+    try:
+        body = await response.content.read(300)
+    except (aiohttp.ClientError, TimeoutError):
+        return "(the body could not be read)"
     return body.decode("utf-8", "replace").strip()
 
 
@@ -39,23 +67,20 @@ class ReferenceClient:
     """One instance per ingest job; it learns which `date` spelling the server wants."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, date_param: DateParam
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        date_param: DateParam,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._session = session
+        self._retry = retry or RetryPolicy()
         self._base_url = base_url.rstrip("/")
         self._auto = date_param is DateParam.AUTO
         self._form = DateParam.DATE if self._auto else date_param
 
     async def cities(self) -> list[City]:
-        url = f"{self._base_url}/cities"
-        try:
-            async with self._session.get(url) as response:
-                if response.status != 200:
-                    detail = await _snippet(response)
-                    raise ReferenceError(f"GET /cities answered {response.status}: {detail}")
-                body = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ReferenceError(f"GET /cities failed: {exc!r}") from exc
+        body = await self._retrying(self._cities_body)
         try:
             cities = msgspec.json.decode(body, type=list[City])
         except msgspec.DecodeError as exc:
@@ -65,35 +90,93 @@ class ReferenceClient:
             raise ReferenceError("GET /cities listed the same city id twice")
         return cities
 
-    async def download_day(self, city_id: int, day: dt.date, dest: BinaryIO) -> int:
-        """Stream one city's day into `dest` as sent; returns the byte count."""
+    async def _cities_body(self) -> bytes:
+        async with self._get("/cities", {}) as response:
+            await _raise_for_status(response, "GET /cities")
+            return await response.read()
+
+    async def download_day(self, city_id: int, day: dt.date, dest: BinaryIO) -> Download:
+        """Stream one city's day into `dest` exactly as sent, retrying transient failures."""
+
+        async def attempt() -> Download:
+            dest.seek(0)
+            dest.truncate()
+            return await self._download_once(city_id, day, dest)
+
+        return await self._retrying(attempt)
+
+    async def _download_once(self, city_id: int, day: dt.date, dest: BinaryIO) -> Download:
         forms = [self._form]
         if self._auto:
             forms.append(DateParam.DATETIME if self._form is DateParam.DATE else DateParam.DATE)
         path = f"/cities/{city_id}/stats"
         for attempt, form in enumerate(forms):
             query = spell_date(day, form)
-            try:
-                async with self._session.get(
-                    self._base_url + path, params={"date": query}
-                ) as response:
-                    if response.status == 400 and attempt + 1 < len(forms):
-                        continue  # this deployment may want the other spelling
-                    if response.status != 200:
-                        detail = await _snippet(response)
-                        raise ReferenceError(
-                            f"GET {path}?date={query} answered {response.status}: {detail}"
-                        )
-                    self._form = form
-                    return await _stream_into(response, dest)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise ReferenceError(f"GET {path}?date={query} failed: {exc!r}") from exc
+            what = f"GET {path}?date={query}"
+            async with self._get(path, {"date": query}, what) as response:
+                if response.status == 400 and attempt + 1 < len(forms):
+                    continue  # this deployment may want the other spelling
+                await _raise_for_status(response, what)
+                self._form = form
+                return await _stream_into(response, dest, what)
         raise AssertionError("unreachable: the last form always returns or raises")
 
+    def _get(self, path: str, params: dict[str, str], what: str | None = None) -> _Request:
+        return _Request(self._session, self._base_url + path, params, what or f"GET {path}")
 
-async def _stream_into(response: aiohttp.ClientResponse, dest: BinaryIO) -> int:
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        policy = self._retry
+        try:
+            async for attempt in stamina.retry_context(
+                on=TransientError,
+                attempts=policy.attempts,
+                timeout=None,
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+                wait_jitter=policy.wait_initial,
+            ):
+                with attempt:
+                    return await call()
+        except TransientError as exc:
+            raise ReferenceError(f"{exc} (gave up after {policy.attempts} attempts)") from exc
+        raise AssertionError("unreachable: stamina returns or raises")
+
+
+class _Request:
+    """`session.get` whose connection failures and timeouts surface as TransientError."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, url: str, params: dict[str, str], what: str
+    ) -> None:
+        self._call = session.get(url, params=params)
+        self._what = what
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        try:
+            return await self._call.__aenter__()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"{self._what} failed: {exc!r}") from exc
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._call.__aexit__(None, None, None)
+
+
+async def _raise_for_status(response: aiohttp.ClientResponse, what: str) -> None:
+    if response.status == 200:
+        return
+    detail = await _snippet(response)
+    error = TransientError if response.status >= 500 or response.status == 429 else ReferenceError
+    raise error(f"{what} answered {response.status}: {detail}")
+
+
+async def _stream_into(response: aiohttp.ClientResponse, dest: BinaryIO, what: str) -> Download:
     size = 0
-    async for chunk in response.content.iter_chunked(CHUNK_SIZE):
-        dest.write(chunk)
-        size += len(chunk)
-    return size
+    digest = hashlib.sha256()
+    try:
+        async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+            dest.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise TransientError(f"{what} broke off after {size} bytes: {exc!r}") from exc
+    return Download(size, digest.hexdigest())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -17,7 +18,9 @@ from busstats.refsim.data import CITIES, generate_rows, rng_for
 class Fault(StrEnum):
     """What a chosen city's stats call does instead of answering normally."""
 
-    ERROR = "error"  # 500 with a JSON error body
+    ERROR = "error"  # 500 with a JSON error body, every time
+    FLAKY = "flaky"  # 503 on the first call for a city and day, then normal answers
+    NOT_FOUND = "not-found"  # 404, as for a city upstream does not know
     HTML = "html"  # 200 with an HTML page, as a misconfigured proxy would send
     NOT_JSON = "not-json"  # 200 with text that is not JSON at all
     TRUNCATED = "truncated"  # 200 with the JSON array cut off half-way
@@ -62,6 +65,7 @@ class SimulatorState:
     in_flight: int = 0
     max_in_flight: int = 0
     stats_calls: int = 0
+    calls_by_city: Counter[int] = field(default_factory=Counter[int])
 
 
 STATE = web.AppKey("state", SimulatorState)
@@ -128,11 +132,13 @@ def create_simulator(config: SimulatorConfig | None = None) -> web.Application:
             return _validation_error(request, parsed)
         day, suffix = parsed
         state.stats_calls += 1
+        state.calls_by_city[city_id] += 1
+        first_call = state.calls_by_city[city_id] == 1
         state.in_flight += 1
         state.max_in_flight = max(state.max_in_flight, state.in_flight)
         try:
             await asyncio.sleep(latency_for(config, day, city_id))
-            return await _answer(request, config, city_id, day, suffix)
+            return await _answer(request, config, city_id, day, suffix, first_call)
         finally:
             state.in_flight -= 1
 
@@ -142,13 +148,22 @@ def create_simulator(config: SimulatorConfig | None = None) -> web.Application:
 
 
 async def _answer(
-    request: web.Request, config: SimulatorConfig, city_id: int, day: dt.date, suffix: str
+    request: web.Request,
+    config: SimulatorConfig,
+    city_id: int,
+    day: dt.date,
+    suffix: str,
+    first_call: bool,
 ) -> web.StreamResponse:
     fault = config.faults.get(city_id)
     if fault is Fault.ERROR:
         return web.json_response(
             {"status_code": 500, "detail": "Internal Server Error"}, status=500
         )
+    if fault is Fault.FLAKY and first_call:
+        return web.json_response({"status_code": 503, "detail": "Service Unavailable"}, status=503)
+    if fault is Fault.NOT_FOUND:
+        return web.json_response({"status_code": 404, "detail": "Not Found"}, status=404)
     if fault is Fault.HTML:
         return web.Response(text="<html><body>Bad gateway</body></html>", content_type="text/html")
     if fault is Fault.NOT_JSON:

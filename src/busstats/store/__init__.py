@@ -29,4 +29,5 @@ async def open_store(settings: Settings) -> Store:
         endpoint_url=settings.s3_endpoint_url,
         access_key_id=settings.aws_access_key_id,
         secret_access_key=settings.aws_secret_access_key,
+        attempts=settings.s3_attempts,
     )

@@ -42,9 +42,11 @@ class S3Store:
         bucket: str,
         storage_options: dict[str, str],
         exit_stack: contextlib.AsyncExitStack,
+        part_size: int = PART_SIZE,
     ) -> None:
         self._client = client
         self.bucket = bucket
+        self._part_size = part_size
         self._storage_options = storage_options
         self._exit_stack = exit_stack
 
@@ -57,9 +59,11 @@ class S3Store:
         endpoint_url: str | None = None,
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
+        part_size: int = PART_SIZE,
+        attempts: int = 5,
     ) -> S3Store:
         config = AioConfig(
-            retries={"mode": "standard", "max_attempts": 5},
+            retries={"mode": "standard", "max_attempts": attempts},
             connect_timeout=10,
             read_timeout=60,
             s3={"addressing_style": "path"} if endpoint_url else None,
@@ -84,7 +88,7 @@ class S3Store:
         if access_key_id and secret_access_key:
             options["aws_access_key_id"] = access_key_id
             options["aws_secret_access_key"] = secret_access_key
-        return cls(client, bucket, options, exit_stack)
+        return cls(client, bucket, options, exit_stack, part_size)
 
     async def put_bytes(self, key: str, data: bytes) -> None:
         async with _translated_errors(f"put {key}"):
@@ -92,7 +96,7 @@ class S3Store:
 
     async def put_file(self, key: str, path: Path) -> None:
         size = (await asyncio.to_thread(path.stat)).st_size
-        if size <= PART_SIZE:
+        if size <= self._part_size:
             await self.put_bytes(key, await asyncio.to_thread(path.read_bytes))
             return
         async with _translated_errors(f"multipart upload of {key}"):
@@ -118,7 +122,7 @@ class S3Store:
         parts: list[dict[str, Any]] = []
         with path.open("rb") as source:
             number = 1
-            while chunk := await asyncio.to_thread(source.read, PART_SIZE):
+            while chunk := await asyncio.to_thread(source.read, self._part_size):
                 answer = await self._client.upload_part(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=chunk
                 )

@@ -1,0 +1,178 @@
+"""Reference-server faults, injected for real by the simulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from busstats.config import Settings
+from busstats.layout import PARQUET, RAW, date_prefix, parquet_key
+from busstats.refsim import CITIES, Fault, SimulatorConfig
+from busstats.store import LocalStore
+from tests.flows import ingest
+from tests.servers import api_server, free_socket, simulator
+
+DAY = dt.date(2024, 5, 1)
+BROKEN = 4
+QUICK: dict[str, Any] = {"reference_attempts": 3, "reference_backoff_seconds": 0.01}
+
+
+async def run_with_fault(
+    tmp_path: Path, http: aiohttp.ClientSession, fault: Fault, **settings: float
+) -> tuple[dict[str, object], dict[str, object], int, LocalStore]:
+    """Ingest a day with one broken city; the job, that city's record, its call count."""
+    config = SimulatorConfig(rows=(20, 30), max_latency=0.02, faults={BROKEN: fault})
+    store = LocalStore(tmp_path)
+    async with simulator(config) as sim:
+        options = Settings(store=str(tmp_path), reference_url=sim.url, **{**QUICK, **settings})
+        async with api_server(options, store) as api:
+            job = await ingest(http, api, DAY.isoformat())
+    city = next(c for c in job["cities"] if c["city_id"] == BROKEN)
+    return job, city, sim.state.calls_by_city[BROKEN], store
+
+
+async def assert_other_cities_stored(store: LocalStore) -> None:
+    for kind in (RAW, PARQUET):
+        keys = await store.list_keys(date_prefix(kind, DAY))
+        assert len(keys) == len(CITIES) - 1
+    assert parquet_key(DAY, BROKEN) not in await store.list_keys(date_prefix(PARQUET, DAY))
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (Fault.HTML, "not a JSON array (it starts with '<html>"),
+        (Fault.NOT_JSON, "not a JSON array (it starts with 'rows: none today'"),
+        (Fault.TRUNCATED, "not a JSON array"),
+    ],
+)
+async def test_junk_bodies_fail_only_their_city_without_retries(
+    tmp_path: Path, http: aiohttp.ClientSession, fault: Fault, message: str
+) -> None:
+    job, city, calls, store = await run_with_fault(tmp_path, http, fault)
+    assert job["status"] == "partial"
+    assert city["status"] == "failed"
+    assert message in str(city["error"])
+    assert calls == 1  # a 200 with junk is an answer, not a hiccup
+    await assert_other_cities_stored(store)
+
+
+async def test_a_server_error_is_retried_then_recorded(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    job, city, calls, store = await run_with_fault(tmp_path, http, Fault.ERROR)
+    assert job["status"] == "partial"
+    assert "answered 500" in str(city["error"])
+    assert "gave up after 3 attempts" in str(city["error"])
+    assert calls == 3
+    await assert_other_cities_stored(store)
+
+
+async def test_a_passing_server_error_costs_nothing_but_a_retry(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    job, city, calls, _ = await run_with_fault(tmp_path, http, Fault.FLAKY)
+    assert job["status"] == "succeeded"
+    assert city["status"] == "succeeded"
+    assert calls == 2
+
+
+async def test_a_client_error_is_not_retried(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    job, city, calls, _ = await run_with_fault(tmp_path, http, Fault.NOT_FOUND)
+    assert job["status"] == "partial"
+    assert "answered 404" in str(city["error"])
+    assert "gave up" not in str(city["error"])
+    assert calls == 1
+
+
+async def test_a_hanging_city_times_out_and_the_job_still_ends(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    job, city, calls, store = await run_with_fault(
+        tmp_path, http, Fault.HANG, reference_timeout_seconds=0.3, reference_attempts=2
+    )
+    assert job["status"] == "partial"
+    assert "TimeoutError" in str(city["error"]) or "Timeout" in str(city["error"])
+    assert calls == 2
+    await assert_other_cities_stored(store)
+
+
+async def reference_app(cities: bytes) -> web.Application:
+    app = web.Application()
+
+    async def list_cities(_: web.Request) -> web.Response:
+        return web.Response(body=cities, content_type="application/json")
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response([])
+
+    app.router.add_get("/cities", list_cities)
+    app.router.add_get("/cities/{city_id}/stats", stats)
+    return app
+
+
+async def ingest_from(
+    tmp_path: Path, http: aiohttp.ClientSession, cities: bytes
+) -> dict[str, object]:
+    runner = web.AppRunner(await reference_app(cities))
+    await runner.setup()
+    sock = free_socket()
+    await web.SockSite(runner, sock).start()
+    try:
+        settings = Settings(
+            store=str(tmp_path),
+            reference_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
+            **QUICK,  # type: ignore[arg-type]
+        )
+        async with api_server(settings) as api:
+            return await ingest(http, api, DAY.isoformat())
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("cities", "message"),
+    [
+        (b'[{"id": "7", "name": "X", "country": "Y"}]', "Expected `int`, got `str`"),
+        (b'[{"id": -1, "name": "X", "country": "Y"}]', "Expected `int` >= 0"),
+        (b'[{"id": 1.5, "name": "X", "country": "Y"}]', "Expected `int`, got `float`"),
+        (b'[{"id": 1, "name": "X"}]', "missing required field `country`"),
+        (b'{"cities": []}', "Expected `array`"),
+        (b"<html>", "no valid list of cities"),
+        (
+            b'[{"id": 1, "name": "X", "country": "Y"}, {"id": 1, "name": "Z", "country": "Y"}]',
+            "the same city id twice",
+        ),
+    ],
+)
+async def test_a_bad_city_list_fails_the_job_with_the_reason(
+    tmp_path: Path, http: aiohttp.ClientSession, cities: bytes, message: str
+) -> None:
+    job = await ingest_from(tmp_path, http, cities)
+    assert job["status"] == "failed"
+    assert message in str(job["error"])
+    assert await LocalStore(tmp_path).list_keys("raw/") == []
+
+
+async def test_city_names_never_reach_a_key_or_path(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    cities = (
+        '[{"id": 3, "name": "../../etc/passwd", "country": "a/b\\\\c"},'
+        ' {"id": 12, "name": "C:\\\\x", "country": "Ünïcode & (co), l\'île"}]'
+    ).encode()
+    job = await ingest_from(tmp_path, http, cities)
+    assert job["status"] == "succeeded", job
+    store = LocalStore(tmp_path)
+    data_files = await store.list_keys("raw/") + await store.list_keys("parquet/")
+    assert data_files == [
+        "raw/date=2024-05-01/city=12.json",
+        "raw/date=2024-05-01/city=3.json",
+        "parquet/date=2024-05-01/city=12.parquet",
+        "parquet/date=2024-05-01/city=3.parquet",
+    ]
