@@ -10,7 +10,7 @@ from enum import StrEnum
 import msgspec
 
 from busstats.convert import InvalidRow
-from busstats.layout import job_key
+from busstats.layout import job_key, running_marker_key
 from busstats.store import ObjectNotFound, Store
 
 
@@ -84,6 +84,17 @@ class JobStore:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+
+    async def mark_running(self, job_id: str) -> None:
+        await self._store.put_bytes(running_marker_key(job_id), b"")
+
+    async def unmark_running(self, job_id: str) -> None:
+        await self._store.delete([running_marker_key(job_id)])
+
+    async def marked_running(self) -> list[str]:
+        """Ids of jobs whose process may have died before they finished."""
+        prefix = running_marker_key("")
+        return [key.removeprefix(prefix) for key in await self._store.list_keys(prefix)]
 
     async def save(self, job: JobRecord) -> None:
         await self._store.put_bytes(job_key(job.job_id), msgspec.json.encode(job))

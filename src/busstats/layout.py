@@ -33,6 +33,11 @@ def job_key(job_id: str) -> str:
     return f"{JOBS}/{job_id}.json"
 
 
+def running_marker_key(job_id: str) -> str:
+    """An empty object that exists while a job runs, so a restart finds jobs left behind."""
+    return f"{JOBS}/running/{job_id}"
+
+
 def city_id_of(key: str) -> int | None:
     """The city id a raw or Parquet key names, or None for any other key."""
     match = _CITY_FILE.search(key)

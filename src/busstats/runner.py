@@ -15,6 +15,8 @@ from busstats.store import Store, StoreError
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the service stopped before the job finished"
+LEFT_BEHIND = "interrupted: the service ended before the job finished (found at start-up)"
+UNFINISHED = {JobStatus.QUEUED, JobStatus.RUNNING}
 
 
 class JobRunner:
@@ -30,6 +32,7 @@ class JobRunner:
     async def submit(self, day: dt.date) -> JobRecord:
         """Record a queued job and start it; returns once the record is saved."""
         job = JobRecord.new(day)
+        await self.jobs.mark_running(job.job_id)
         await self.jobs.save(job)
         task = asyncio.create_task(self._run(job), name=f"ingest {day} {job.job_id}")
         self._tasks.add(task)
@@ -44,7 +47,8 @@ class JobRunner:
             job.status = JobStatus.FAILED
             job.error = INTERRUPTED
             job.finished_at = now()
-            await self._save_quietly(job)
+            if await self._save_quietly(job):
+                await self._unmark_quietly(job.job_id)
             raise
         except StoreError as exc:
             log.error("job %s could not record its progress: %s", job.job_id, exc)
@@ -52,13 +56,39 @@ class JobRunner:
             log.exception("job %s failed unexpectedly", job.job_id)
             job.status = JobStatus.FAILED
             job.error = "internal error; see the service log"
-            await self._save_quietly(job)
+            if await self._save_quietly(job):
+                await self._unmark_quietly(job.job_id)
+        else:
+            await self._unmark_quietly(job.job_id)
 
-    async def _save_quietly(self, job: JobRecord) -> None:
+    async def recover(self) -> None:
+        """Fail the jobs a previous process left unfinished, so none stays `running` forever.
+
+        Assumes one API process per store: it would also fail another live process's jobs.
+        """
+        for job_id in await self.jobs.marked_running():
+            job = await self.jobs.load(job_id)
+            if job is not None and job.status in UNFINISHED:
+                job.status = JobStatus.FAILED
+                job.error = LEFT_BEHIND
+                job.finished_at = now()
+                await self.jobs.save(job)
+                log.warning("job %s was left unfinished by an earlier process", job_id)
+            await self.jobs.unmark_running(job_id)
+
+    async def _unmark_quietly(self, job_id: str) -> None:
+        try:
+            await self.jobs.unmark_running(job_id)
+        except StoreError as exc:
+            log.error("could not clear the running mark of job %s: %s", job_id, exc)
+
+    async def _save_quietly(self, job: JobRecord) -> bool:
         try:
             await self.jobs.save(job)
         except StoreError as exc:
             log.error("could not record the end of job %s: %s", job.job_id, exc)
+            return False
+        return True
 
     async def wait_idle(self) -> None:
         """Wait until every job started so far has ended."""

@@ -1,0 +1,151 @@
+"""Restarts, SIGTERM and concurrent requests for one date: no job stuck, nothing interleaved."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from busstats.config import Settings
+from busstats.jobs import JobStore
+from busstats.layout import PARQUET, date_prefix
+from busstats.refsim import CITIES, SimulatorConfig
+from busstats.store import LocalStore
+from tests.flows import country_stats, ingest, wait_for_job
+from tests.servers import api_server, free_socket, simulator
+
+DAY = "2024-05-01"
+
+
+async def start_serve(
+    tmp_path: Path, reference_url: str, http: aiohttp.ClientSession
+) -> tuple[asyncio.subprocess.Process, str]:
+    """`busstats serve` as its own process, as in production; returns it and its URL."""
+    with free_socket() as sock:
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "BUSSTATS_STORE": str(tmp_path / "store"),
+        "BUSSTATS_REFERENCE_URL": reference_url,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "busstats.cli", "serve", "--port", str(port),
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    async with asyncio.timeout(30):
+        while True:
+            assert process.returncode is None, "busstats serve exited early"
+            try:
+                async with http.get(f"{url}/health") as response:
+                    if response.status == 200:
+                        return process, url
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+
+
+async def post_and_wait_until_running(http: aiohttp.ClientSession, url: str) -> str:
+    async with http.post(f"{url}/process-request?date={DAY}") as response:
+        job_id: str = (await response.json())["job_id"]
+    async with asyncio.timeout(10):
+        while True:
+            async with http.get(f"{url}/jobs/{job_id}") as response:
+                if (await response.json())["status"] == "running":
+                    return job_id
+            await asyncio.sleep(0.02)
+
+
+async def stored_job(tmp_path: Path, job_id: str) -> dict[str, Any]:
+    job = await JobStore(LocalStore(tmp_path / "store")).load(job_id)
+    assert job is not None
+    return {"status": job.status.value, "error": job.error, "finished_at": job.finished_at}
+
+
+SLOW = SimulatorConfig(rows=(5, 10), max_latency=60)
+
+
+async def test_sigterm_during_a_job_stops_quickly_and_records_it_interrupted(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with simulator(SLOW) as sim:
+        process, url = await start_serve(tmp_path, sim.url, http)
+        job_id = await post_and_wait_until_running(http, url)
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(5):
+            await process.wait()
+    job = await stored_job(tmp_path, job_id)
+    assert job["status"] == "failed"
+    assert "interrupted: the service stopped" in str(job["error"])
+    assert job["finished_at"] is not None
+    assert await LocalStore(tmp_path / "store").list_keys("jobs/running/") == []
+
+
+async def test_a_job_of_a_killed_process_is_failed_at_the_next_start(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with simulator(SLOW) as sim:
+        process, url = await start_serve(tmp_path, sim.url, http)
+        job_id = await post_and_wait_until_running(http, url)
+        process.kill()  # no chance to record anything
+        await process.wait()
+        assert (await stored_job(tmp_path, job_id))["status"] == "running"
+
+        process, url = await start_serve(tmp_path, sim.url, http)
+        try:
+            async with http.get(f"{url}/jobs/{job_id}") as response:
+                job = await response.json()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            await process.wait()
+    assert job["status"] == "failed"
+    assert "found at start-up" in job["error"]
+
+
+async def test_two_requests_for_one_date_run_one_after_the_other(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    store = LocalStore(tmp_path)
+    config = SimulatorConfig(rows=(20, 40), max_latency=0.1)
+    async with simulator(config) as sim:
+        settings = Settings(store=str(tmp_path), reference_url=sim.url)
+        async with api_server(settings, store) as api:
+            first, second = await asyncio.gather(ingest(http, api, DAY), ingest(http, api, DAY))
+            twice = await country_stats(http, api, DAY, DAY)
+            assert sim.state.max_in_flight == len(CITIES)  # never two jobs' cities at once
+
+    first, second = sorted([first, second], key=lambda job: job["started_at"])
+    assert first["status"] == second["status"] == "succeeded"
+    assert second["started_at"] >= first["finished_at"]
+    assert len(await store.list_keys(date_prefix(PARQUET, dt.date(2024, 5, 1)))) == len(CITIES)
+    async with simulator(config) as sim:
+        fresh = tmp_path / "fresh"
+        async with api_server(Settings(store=str(fresh), reference_url=sim.url)) as api:
+            await ingest(http, api, DAY)
+            once = await country_stats(http, api, DAY, DAY)
+    assert twice == once
+
+
+async def test_a_queued_job_answers_while_it_waits(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    config = SimulatorConfig(rows=(5, 5), max_latency=0.3)
+    async with (
+        simulator(config) as sim,
+        api_server(Settings(store=str(tmp_path), reference_url=sim.url)) as api,
+    ):
+        ids = []
+        for _ in range(2):
+            async with http.post(f"{api}/process-request?date={DAY}") as response:
+                assert response.status == 202
+                ids.append((await response.json())["job_id"])
+        async with http.get(f"{api}/jobs/{ids[1]}") as response:
+            assert (await response.json())["status"] in {"queued", "running"}
+        for job_id in ids:
+            assert (await wait_for_job(http, api, job_id))["status"] == "succeeded"
