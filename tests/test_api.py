@@ -57,6 +57,8 @@ async def test_health_and_readiness(api: str, http: aiohttp.ClientSession) -> No
         ("from=2024-05-01&from=2024-05-02&to=2024-05-03", ["given 2 times"]),
         ("from=2000-01-01&to=2024-01-01", ["8767 days", "at most 3660"]),
         ("from=%E2%80%93&to=2024-01-01", ["must be a real date"]),
+        ("from=2024-05-01&to=2024-05-01&source=fast", ["'source' must be one of summary, full"]),
+        ("from=2024-05-01&to=2024-05-01&source=full&source=full", ["'source' was given 2"]),
     ],
 )
 async def test_bad_stats_queries_are_400_with_a_reason(

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from busstats import params
 from busstats.config import Settings
 from busstats.runner import JobRunner
-from busstats.stats import country_stats
+from busstats.stats import Source, country_stats
 from busstats.store import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ async def get_job(request: Request) -> Response:
 async def get_country_stats(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     start, end = params.date_range(request.query_params, settings.max_range_days)
-    return json_response(await country_stats(request.app.state.store, start, end))
+    source = params.optional_choice(request.query_params, "source", Source, Source.SUMMARY)
+    return json_response(await country_stats(request.app.state.store, start, end, source))
 
 
 async def health(_: Request) -> Response:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
 
 SLICE_BYTES = 16 * 1024 * 1024
@@ -73,15 +74,30 @@ class CityInfo:
 
 @dataclass(slots=True)
 class ConversionResult:
+    """What was stored, with the sums a per-day summary needs, and what was not."""
+
     rows: int = 0
+    passengers: int = 0
+    delay_microseconds: int = 0
+    """Exact integer sum, so totals do not depend on the order they are added in."""
+    accident: bool = False
     invalid_rows: int = 0
     invalid_examples: list[InvalidRow] = field(default_factory=list[InvalidRow])
+
+    def add_rows(self, table: pa.Table, delay_us: pa.Int64Array) -> None:
+        self.rows += table.num_rows
+        self.passengers += pc.sum(table["passengers"]).as_py() or 0
+        self.delay_microseconds += pc.sum(delay_us).as_py() or 0
+        self.accident = self.accident or bool(pc.any(table["accident"]).as_py())
 
     def add_invalid(self, index: int, reason: str) -> None:
         self.invalid_rows += 1
         if len(self.invalid_examples) < MAX_EXAMPLES:
             self.invalid_examples.append(InvalidRow(index, reason))
 
+
+# pyarrow-stubs' overloads leave compute results partially unknown; treat them as Any here.
+pc: Any = pyarrow.compute
 
 _ROWS = msgspec.json.Decoder(list[UpstreamRow])
 _ROW = msgspec.json.Decoder(UpstreamRow)
@@ -170,85 +186,105 @@ def _write_parquet(
     day: dt.date,
 ) -> ConversionResult:
     result = ConversionResult()
-    delays: dict[str, float | None] = {}
+    delays: dict[str, int | None] = {}
     first_index = 0
     with pq.ParquetWriter(parquet_path, schema, compression="zstd") as writer:
         for begin, end in spans:
-            text = b"[" + buf[begin:end] + b"]"
-            rows, invalid = _decode_rows(text)
-            table, off_schema = _to_table(rows, day, city, delays)
-            for index, reason in sorted(invalid + off_schema):
+            rows, positions, invalid = _decode_rows(b"[" + buf[begin:end] + b"]")
+            table, delay_us, off_schema = _to_table(rows, day, city, delays)
+            invalid += [(positions[i] if positions else i, reason) for i, reason in off_schema]
+            for index, reason in sorted(invalid):
                 result.add_invalid(first_index + index, reason)
             if table.num_rows:
                 writer.write_table(table)
-            result.rows += table.num_rows
-            first_index += len(rows) + len(invalid)
+                result.add_rows(table, delay_us)
+            first_index += len(rows) + len(invalid) - len(off_schema)
         if result.rows == 0:
             writer.write_table(PARQUET_SCHEMA.empty_table())
     return result
 
 
-def _decode_rows(text: bytes) -> tuple[list[tuple[int, UpstreamRow]], list[tuple[int, str]]]:
-    """Rows with their index in the slice, and (index, reason) for items that do not fit."""
+def _decode_rows(text: bytes) -> tuple[list[UpstreamRow], list[int] | None, list[tuple[int, str]]]:
+    """The rows that fit the schema, their positions in the slice (None: all of them, in
+    order), and (position, reason) for the items that do not."""
     try:
-        return list(enumerate(_ROWS.decode(text))), []
+        return _ROWS.decode(text), None, []
     except msgspec.ValidationError:
         pass  # some item is off; decode item by item to find which
     except msgspec.DecodeError as exc:
         raise _SliceUndecodable(f"the response is not valid JSON: {exc}") from None
-    good: list[tuple[int, UpstreamRow]] = []
+    rows: list[UpstreamRow] = []
+    positions: list[int] = []
     bad: list[tuple[int, str]] = []
     for index, item in enumerate(_RAW_ITEMS.decode(text)):
         try:
-            good.append((index, _ROW.decode(item)))
+            rows.append(_ROW.decode(item))
+            positions.append(index)
         except msgspec.ValidationError as exc:
             bad.append((index, str(exc)))
-    return good, bad
+    return rows, positions, bad
 
 
 def _to_table(
-    rows: list[tuple[int, UpstreamRow]],
-    day: dt.date,
-    city: CityInfo,
-    delays: dict[str, float | None],
-) -> tuple[pa.Table, list[tuple[int, str]]]:
-    """The valid rows as an Arrow table, and (index, reason) for rows off the date or with a
-    delay that is no duration. `delays` caches parsed delays: they repeat a lot."""
-    for _, row in rows:
-        if row.delay not in delays:
-            try:
-                delays[row.delay] = parse_duration_seconds(row.delay)
-            except ValueError:
-                delays[row.delay] = None
-    times = [_wall_clock(row.departure_time) for _, row in rows]
-    delay_seconds = [delays[row.delay] for _, row in rows]
-    keep: list[bool] = []
-    invalid: list[tuple[int, str]] = []
-    for (index, row), moment, seconds in zip(rows, times, delay_seconds, strict=True):
-        if seconds is None:
-            reason = f"delay {row.delay!r} is not an ISO 8601 duration"
-        elif moment.date() != day:
-            reason = f"departure-time {row.departure_time.isoformat()} is not on {day.isoformat()}"
-        else:
-            keep.append(True)
-            continue
-        keep.append(False)
-        invalid.append((index, reason))
+    rows: list[UpstreamRow], day: dt.date, city: CityInfo, delays: dict[str, int | None]
+) -> tuple[pa.Table, pa.Int64Array, list[tuple[int, str]]]:
+    """The rows on `day` with a valid delay as an Arrow table, their delays in microseconds,
+    and (index in `rows`, reason) for the others. `delays` caches parsed delays: they repeat.
+
+    Columns are built by Arrow from plain lists; only rows that fail are looked at one by one.
+    """
+    for text in {row.delay for row in rows}.difference(delays):
+        delays[text] = _duration_microseconds(text)
+    times = [row.departure_time for row in rows]
+    if any(moment.tzinfo is not None for moment in times):
+        times = [_wall_clock(moment) for moment in times]
+    departure = pa.array(times, pa.timestamp("us"))
+    delay_us = pa.array([delays[row.delay] for row in rows], pa.int64())
+    keep = pc.and_(
+        pc.equal(pc.cast(departure, pa.date32()), pa.scalar(day, pa.date32())),
+        pc.is_valid(delay_us),
+    )
     count = len(rows)
-    columns: dict[str, Any] = {
-        "departure_time": pa.array(times, pa.timestamp("us")),
-        "bus_type": [row.bus_type for _, row in rows],
-        "passengers": [row.passengers for _, row in rows],
-        "delay_seconds": pa.array(delay_seconds, pa.float64()),
-        "accident": [row.accident for _, row in rows],
-        "city_id": [city.city_id] * count,
-        "city_name": [city.city_name] * count,
-        "country": [city.country] * count,
-    }
-    table = pa.Table.from_pydict(columns, schema=PARQUET_SCHEMA)
-    if invalid:
-        table = table.filter(pa.array(keep, pa.bool_()))
-    return table, invalid
+    table = pa.Table.from_arrays(
+        [
+            departure,
+            pa.array([row.bus_type for row in rows], pa.string()),
+            pa.array([row.passengers for row in rows], pa.int64()),
+            pc.divide(pc.cast(delay_us, pa.float64()), 1e6),
+            pa.array([row.accident for row in rows], pa.bool_()),
+            _constant(city.city_id, pa.int64(), count),
+            _constant(city.city_name, pa.string(), count),
+            _constant(city.country, pa.string(), count),
+        ],
+        schema=PARQUET_SCHEMA,
+    )
+    if pc.all(keep).as_py() is not False:
+        return table, delay_us, []
+    invalid: list[tuple[int, str]] = []
+    failed: list[int] = pc.indices_nonzero(pc.invert(keep)).to_pylist()
+    for index in failed:
+        row = rows[index]
+        if delays[row.delay] is None:
+            reason = f"delay {row.delay!r} is not an ISO 8601 duration"
+        else:
+            reason = f"departure-time {row.departure_time.isoformat()} is not on {day.isoformat()}"
+        invalid.append((index, reason))
+    return table.filter(keep), delay_us.filter(keep), invalid
+
+
+def _constant(value: object, type_: pa.DataType, count: int) -> Any:
+    nulls: Any = pa.nulls  # the stubs accept only extension types here
+    return pc.fill_null(nulls(count, type_), pa.scalar(value, type_))
+
+
+def _duration_microseconds(text: str) -> int | None:
+    try:
+        return msgspec.convert(text, dt.timedelta) // _MICROSECOND
+    except msgspec.ValidationError:
+        return None
+
+
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 
 def _wall_clock(moment: dt.datetime) -> dt.datetime:

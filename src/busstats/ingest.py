@@ -9,13 +9,23 @@ import time
 from pathlib import Path
 
 import aiohttp
+import polars as pl
 
 from busstats.config import Settings
 from busstats.convert import CityInfo, UnusableResponse, convert_file
 from busstats.jobs import CityReport, CityStatus, JobRecord, JobStatus, JobStore, now
-from busstats.layout import PARQUET, RAW, city_id_of, date_prefix, parquet_key, raw_key
+from busstats.layout import (
+    PARQUET,
+    RAW,
+    city_id_of,
+    date_prefix,
+    parquet_key,
+    raw_key,
+    summary_key,
+)
 from busstats.reference import City, ReferenceClient, ReferenceError, RetryPolicy
 from busstats.store import Store, StoreError
+from busstats.summary import PARTIAL_SCHEMA, city_partial, encode_summary, partials_from_parquet
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +40,22 @@ class Ingest:
         self._settings = settings
         self._save_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(settings.city_concurrency)
+        self._partials: dict[int, pl.DataFrame] = {}
+        """Summary rows of the cities this job stored."""
 
     async def run(self) -> JobRecord:
         job = self.job
         job.status = JobStatus.RUNNING
         job.started_at = now()
         await self._save()
+        try:
+            # Until this job writes a fresh one, the date's stats come from the full data.
+            await self._store.delete([summary_key(job.date)])
+        except StoreError as exc:
+            job.error = f"could not clear the date's summary, so nothing was changed: {exc}"
+            job.conclude()
+            await self._save()
+            return job
         timeout = aiohttp.ClientTimeout(
             total=None,
             connect=self._settings.reference_timeout_seconds,
@@ -67,6 +87,7 @@ class Ingest:
                     )
                 )
                 await self._remove_cities_not_listed({c.id for c in cities})
+                await self._write_summary()
         job.conclude()
         await self._save()
         return job
@@ -103,6 +124,7 @@ class Ingest:
             )
             await self._replace_city_files(city.id, raw_path, parquet_path)
             report.parquet_bytes = parquet_path.stat().st_size
+        self._partials[city.id] = city_partial(city.id, city.name, city.country, result)
         report.rows = result.rows
         report.invalid_rows = result.invalid_rows
         report.invalid_examples = result.invalid_examples
@@ -132,6 +154,25 @@ class Ingest:
                 await self._store.delete(stale)
         except StoreError as exc:
             self.job.error = f"could not remove files of cities no longer listed: {exc}"
+
+    async def _write_summary(self) -> None:
+        """Summarise exactly the Parquet files the date now has, fresh or from earlier runs."""
+        day = self.job.date
+        try:
+            keys = await self._store.list_keys(date_prefix(PARQUET, day))
+            earlier = [key for key in keys if city_id_of(key) not in self._partials]
+            frames = [self._partials[c] for c in map(city_id_of, keys) if c in self._partials]
+            if earlier:
+                target = self._store.scan_target(earlier)
+                frames.append(
+                    await asyncio.to_thread(
+                        lambda: partials_from_parquet(target).drop("date").collect()
+                    )
+                )
+            partials = pl.concat(frames) if frames else pl.DataFrame(schema=PARTIAL_SCHEMA)
+            await self._store.put_bytes(summary_key(day), encode_summary(partials))
+        except (StoreError, pl.exceptions.PolarsError, OSError) as exc:
+            self.job.error = f"the date's summary was not written; stats use the full data: {exc}"
 
     async def _save(self) -> None:
         async with self._save_lock:

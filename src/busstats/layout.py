@@ -11,6 +11,7 @@ import re
 
 RAW = "raw"
 PARQUET = "parquet"
+SUMMARY = "summary"
 JOBS = "jobs"
 
 _CITY_FILE = re.compile(r"city=(\d+)\.(?:json|parquet)$")
@@ -27,6 +28,11 @@ def raw_key(day: dt.date, city_id: int) -> str:
 
 def parquet_key(day: dt.date, city_id: int) -> str:
     return f"{date_prefix(PARQUET, day)}city={city_id}.parquet"
+
+
+def summary_key(day: dt.date) -> str:
+    """One small Parquet file per date: a row per city with its counts and sums."""
+    return f"{date_prefix(SUMMARY, day)}summary.parquet"
 
 
 def job_key(job_id: str) -> str:

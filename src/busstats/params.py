@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from enum import StrEnum
+from typing import TypeVar
 
 from starlette.datastructures import QueryParams
 
+E = TypeVar("E", bound=StrEnum)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -44,3 +47,19 @@ def date_range(params: QueryParams, max_days: int) -> tuple[dt.date, dt.date]:
     if length > max_days:
         raise BadRequest(f"the range covers {length} days; ask for at most {max_days} days at once")
     return start, end
+
+
+def optional_choice(params: QueryParams, name: str, choices: type[E], default: E) -> E:
+    """An optional parameter that must be one of an enumeration's values."""
+    values = params.getlist(name)
+    if not values:
+        return default
+    if len(values) > 1:
+        raise BadRequest(f"query parameter '{name}' was given {len(values)} times; give it once")
+    try:
+        return choices(values[0])
+    except ValueError:
+        expected = ", ".join(choice.value for choice in choices)
+        raise BadRequest(
+            f"query parameter '{name}' must be one of {expected}, got {values[0]!r}"
+        ) from None

@@ -1,17 +1,33 @@
-"""Per-country, per-day statistics over the Parquet partitions of a date range."""
+"""Per-country, per-day statistics over a date range.
+
+By default from the per-date summaries (one object per date); dates without a summary, and
+`source=full`, are computed from the Parquet data of exactly those dates.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Awaitable, Callable, Iterable
+from enum import StrEnum
+from typing import TypeVar
 
 import msgspec
 import polars as pl
 
-from busstats.layout import PARQUET, date_prefix
-from busstats.store import ScanTarget, Store, StoreError
+from busstats.layout import PARQUET, date_prefix, summary_key
+from busstats.store import ObjectNotFound, Store, StoreError
+from busstats.summary import decode_summary, partials_from_parquet
 
-LISTING_CONCURRENCY = 16
+STORE_CONCURRENCY = 32
+READ_ATTEMPTS = 3
+T = TypeVar("T")
+MICROSECONDS_PER_MINUTE = 60_000_000
+
+
+class Source(StrEnum):
+    SUMMARY = "summary"
+    FULL = "full"
 
 
 class CountryDay(msgspec.Struct, frozen=True):
@@ -36,15 +52,23 @@ def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=offset) for offset in range((end - start).days + 1)]
 
 
-async def country_stats(store: Store, start: dt.date, end: dt.date) -> CountryStats:
+async def country_stats(
+    store: Store, start: dt.date, end: dt.date, source: Source = Source.SUMMARY
+) -> CountryStats:
     days = days_between(start, end)
-    files = await _parquet_files(store, days)
-    rows: list[CountryDay] = []
-    if files:
+    summaries: dict[dt.date, bytes] = {}
+    if source is Source.SUMMARY:
+        summaries = await _summaries(store, days)
+    unsummarised = [day for day in days if day not in summaries]
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        files = await _parquet_files(store, unsummarised)
         try:
-            rows = await asyncio.to_thread(aggregate, store.scan_target(files))
+            rows = await asyncio.to_thread(_answer, store, summaries, files)
+            break
         except (pl.exceptions.PolarsError, OSError) as exc:
-            raise StoreError(f"could not read the Parquet files of {start}..{end}: {exc}") from exc
+            # A date being re-ingested replaces files while we read; list again and retry.
+            if attempt == READ_ATTEMPTS:
+                raise StoreError(f"could not read the data of {start}..{end}: {exc}") from exc
     with_data = {row.date for row in rows}
     return CountryStats(
         start=start,
@@ -54,34 +78,62 @@ async def country_stats(store: Store, start: dt.date, end: dt.date) -> CountrySt
     )
 
 
-async def _parquet_files(store: Store, days: list[dt.date]) -> list[str]:
-    """The Parquet keys of exactly these dates: one listing per date, never the whole bucket."""
-    slots = asyncio.Semaphore(LISTING_CONCURRENCY)
-
-    async def listing(day: dt.date) -> list[str]:
-        async with slots:
-            return await store.list_keys(date_prefix(PARQUET, day))
-
-    listings = await asyncio.gather(*(listing(day) for day in days))
-    return [key for keys in listings for key in keys if key.endswith(".parquet")]
+def _answer(store: Store, summaries: dict[dt.date, bytes], files: list[str]) -> list[CountryDay]:
+    partials = [decode_summary(day, data).lazy() for day, data in summaries.items()]
+    if files:
+        partials.append(partials_from_parquet(store.scan_target(files)))
+    if not partials:
+        return []
+    return country_days(pl.concat(partials, how="diagonal_relaxed"))
 
 
-def aggregate(target: ScanTarget) -> list[CountryDay]:
-    """Group the rows of the files by country and date (the date comes from the path)."""
+def country_days(partials: pl.LazyFrame) -> list[CountryDay]:
+    """Partials (a row per date and city) summed per date and country."""
     frame = (
-        pl.scan_parquet(
-            target.sources,
-            hive_partitioning=True,
-            storage_options=target.storage_options,
-        )
-        .group_by("country", "date")
+        partials.group_by("date", "country")
         .agg(
-            buses_started=pl.len(),
-            total_passengers=pl.col("passengers").cast(pl.Int64).sum(),
+            buses_started=pl.col("buses").sum(),
+            total_passengers=pl.col("passengers").sum(),
             accident=pl.col("accident").any(),
-            average_delay_minutes=pl.col("delay_seconds").mean() / 60,
+            delay_microseconds=pl.col("delay_microseconds").sum(),
         )
+        .filter(pl.col("buses_started") > 0)
+        .with_columns(
+            average_delay_minutes=pl.col("delay_microseconds")
+            / pl.col("buses_started")
+            / MICROSECONDS_PER_MINUTE
+        )
+        .drop("delay_microseconds")
         .sort("date", "country")
         .collect(engine="streaming")
     )
     return [CountryDay(**row) for row in frame.iter_rows(named=True)]
+
+
+async def _summaries(store: Store, days: list[dt.date]) -> dict[dt.date, bytes]:
+    """The summary of each date that has one: one GET per date."""
+
+    async def fetch(day: dt.date) -> bytes | None:
+        try:
+            return await store.get_bytes(summary_key(day))
+        except ObjectNotFound:
+            return None
+
+    found = await _bounded(fetch, days)
+    return {day: data for day, data in zip(days, found, strict=True) if data is not None}
+
+
+async def _parquet_files(store: Store, days: list[dt.date]) -> list[str]:
+    """The Parquet keys of exactly these dates: one listing per date, never the whole bucket."""
+    listings = await _bounded(lambda day: store.list_keys(date_prefix(PARQUET, day)), days)
+    return [key for keys in listings for key in keys if key.endswith(".parquet")]
+
+
+async def _bounded(call: Callable[[dt.date], Awaitable[T]], days: Iterable[dt.date]) -> list[T]:
+    slots = asyncio.Semaphore(STORE_CONCURRENCY)
+
+    async def one(day: dt.date) -> T:
+        async with slots:
+            return await call(day)
+
+    return await asyncio.gather(*(one(day) for day in days))

@@ -139,6 +139,8 @@ def create_simulator(config: SimulatorConfig | None = None) -> web.Application:
         try:
             await asyncio.sleep(latency_for(config, day, city_id))
             return await _answer(request, config, city_id, day, suffix, first_call)
+        except ConnectionResetError:  # the client went away mid-answer
+            return web.Response(status=499)
         finally:
             state.in_flight -= 1
 

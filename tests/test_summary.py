@@ -1,0 +1,151 @@
+"""Per-date summaries: the default route for stats, identical to the full data to the last digit."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import polars as pl
+
+from busstats.config import Settings
+from busstats.convert import CityInfo, convert_file
+from busstats.layout import parquet_key, summary_key
+from busstats.refsim import Fault, SimulatorConfig
+from busstats.stats import Source, country_stats
+from busstats.store import LocalStore, Store
+from busstats.summary import city_partial, encode_summary
+from tests.faultproxy import fault_proxy
+from tests.flows import ingest, wait_for_job
+from tests.servers import MotoEndpoint, api_server, s3_settings, simulator
+
+DAY = dt.date(2024, 5, 1)
+
+
+async def stats_both_ways(http: aiohttp.ClientSession, api: str, start: str, end: str) -> Any:
+    answers = []
+    for source in ("summary", "full"):
+        query = {"from": start, "to": end, "source": source}
+        async with http.get(f"{api}/country-stats", params=query) as response:
+            assert response.status == 200
+            answers.append(await response.read())
+    assert answers[0] == answers[1]  # byte for byte, every digit of every average
+    return json.loads(answers[0])
+
+
+async def test_fractional_delays_sum_the_same_by_either_route(store: Store, tmp_path: Path) -> None:
+    delays = ["PT0.1S", "PT0.2S", "PT3.3S", "PT1H0.7S", "PT59.999999S", "-PT0.3S", "P0D"]
+    partials = []
+    for city_id, country in enumerate(["Peru", "Peru", "Côte d'Ivoire"]):
+        rows = [
+            {
+                "departure-time": f"2024-05-01T{hour:02d}:00:00",
+                "bus-type": "B",
+                "passengers": hour,
+                "delay": delays[(hour + city_id) % len(delays)],
+                "accident": False,
+            }
+            for hour in range(24)
+        ]
+        raw = tmp_path / f"{city_id}.json"
+        raw.write_text(json.dumps(rows))
+        result = convert_file(
+            raw, raw.with_suffix(".parquet"), CityInfo(city_id, "X", country), DAY
+        )
+        await store.put_file(parquet_key(DAY, city_id), raw.with_suffix(".parquet"))
+        partials.append(city_partial(city_id, "X", country, result))
+    from_full = await country_stats(store, DAY, DAY, Source.FULL)
+    no_summary_yet = await country_stats(store, DAY, DAY, Source.SUMMARY)
+    await store.put_bytes(summary_key(DAY), encode_summary(pl.concat(partials)))
+    from_summary = await country_stats(store, DAY, DAY, Source.SUMMARY)
+    assert from_summary == from_full == no_summary_yet
+    assert [s.country for s in from_summary.stats] == ["Côte d'Ivoire", "Peru"]
+
+
+async def test_an_ingest_writes_one_summary_and_both_routes_agree(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    store = LocalStore(tmp_path)
+    config = SimulatorConfig(rows=(50, 80), max_latency=0.02, mixed_durations=True)
+    async with (
+        simulator(config) as sim,
+        api_server(Settings(store=str(tmp_path), reference_url=sim.url), store) as api,
+    ):
+        for day in ("2024-05-01", "2024-05-02"):
+            assert (await ingest(http, api, day))["status"] == "succeeded"
+        answer = await stats_both_ways(http, api, "2024-04-30", "2024-05-03")
+    assert await store.list_keys("summary/") == [
+        "summary/date=2024-05-01/summary.parquet",
+        "summary/date=2024-05-02/summary.parquet",
+    ]
+    assert answer["dates_without_data"] == ["2024-04-30", "2024-05-03"]
+    assert len(answer["stats"]) == 10
+
+
+async def test_a_city_that_failed_this_time_is_summarised_from_its_earlier_data(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    store = LocalStore(tmp_path)
+    answers, jobs = [], []
+    for faults in ({}, {6: Fault.ERROR}):
+        config = SimulatorConfig(rows=(20, 30), max_latency=0.02, faults=faults)
+        async with simulator(config) as sim:
+            options = Settings(
+                store=str(tmp_path), reference_url=sim.url, reference_backoff_seconds=0.01
+            )
+            async with api_server(options, store) as api:
+                jobs.append(await ingest(http, api, DAY.isoformat()))
+                answers.append(await stats_both_ways(http, api, DAY.isoformat(), DAY.isoformat()))
+    assert [job["status"] for job in jobs] == ["succeeded", "partial"]
+    assert answers[1] == answers[0]  # same upstream data; city 6 counted from its earlier files
+
+
+async def test_a_running_job_first_withdraws_the_dates_summary(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    store = LocalStore(tmp_path)
+    async with (
+        simulator(SimulatorConfig(rows=(20, 30), max_latency=0.02)) as sim,
+        api_server(Settings(store=str(tmp_path), reference_url=sim.url), store) as api,
+    ):
+        await ingest(http, api, DAY.isoformat())
+    assert await store.list_keys("summary/")
+    slow = SimulatorConfig(seed=1, rows=(20, 30), max_latency=1.0)
+    async with (
+        simulator(slow) as sim,
+        api_server(Settings(store=str(tmp_path), reference_url=sim.url), store) as api,
+    ):
+        async with http.post(f"{api}/process-request?date={DAY}") as response:
+            job_id = (await response.json())["job_id"]
+        async with asyncio.timeout(10):
+            while sim.state.stats_calls == 0:  # noqa: ASYNC110 - polling another task's counter
+                await asyncio.sleep(0.01)
+        # mid-job: no summary, so stats come from the files as they are right now
+        assert await store.list_keys("summary/") == []
+        async with http.get(f"{api}/country-stats?from={DAY}&to={DAY}") as response:
+            assert response.status == 200
+        assert (await wait_for_job(http, api, job_id))["status"] == "succeeded"
+    assert await store.list_keys("summary/") == ["summary/date=2024-05-01/summary.parquet"]
+
+
+async def test_stats_cost_one_store_request_per_summarised_date(
+    moto: MotoEndpoint, bucket: str, http: aiohttp.ClientSession
+) -> None:
+    async with (
+        fault_proxy(moto.url) as proxy,
+        simulator(SimulatorConfig(rows=(5, 10), max_latency=0)) as sim,
+    ):
+        settings = s3_settings(bucket, proxy.url, reference_url=sim.url)
+        async with api_server(settings) as api:
+            for day in ("2024-05-01", "2024-05-02", "2024-05-03"):
+                await ingest(http, api, day)
+            seen_before = len(proxy.seen)
+            async with http.get(f"{api}/country-stats?from=2024-05-01&to=2024-05-03") as response:
+                assert response.status == 200
+            requests = proxy.seen[seen_before:]
+    assert sorted(requests) == [
+        f"GET /{bucket}/summary/date=2024-05-0{n}/summary.parquet?" for n in (1, 2, 3)
+    ]
