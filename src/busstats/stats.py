@@ -60,15 +60,7 @@ async def country_stats(
     if source is Source.SUMMARY:
         summaries = await _summaries(store, days)
     unsummarised = [day for day in days if day not in summaries]
-    for attempt in range(1, READ_ATTEMPTS + 1):
-        files = await _parquet_files(store, unsummarised)
-        try:
-            rows = await asyncio.to_thread(_answer, store, summaries, files)
-            break
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            # A date being re-ingested replaces files while we read; list again and retry.
-            if attempt == READ_ATTEMPTS:
-                raise StoreError(f"could not read the data of {start}..{end}: {exc}") from exc
+    rows = await _read(store, summaries, unsummarised)
     with_data = {row.date for row in rows}
     return CountryStats(
         start=start,
@@ -76,6 +68,23 @@ async def country_stats(
         stats=rows,
         dates_without_data=[day for day in days if day not in with_data],
     )
+
+
+async def _read(
+    store: Store, summaries: dict[dt.date, bytes], unsummarised: list[dt.date]
+) -> list[CountryDay]:
+    """The answer from the summaries plus the Parquet files of the other dates.
+
+    A date being re-ingested replaces its files while we read them: then list again and retry.
+    """
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        files = await _parquet_files(store, unsummarised)
+        try:
+            return await asyncio.to_thread(_answer, store, summaries, files)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            if attempt == READ_ATTEMPTS:
+                raise StoreError(f"could not read the data: {exc}") from exc
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _answer(store: Store, summaries: dict[dt.date, bytes], files: list[str]) -> list[CountryDay]:
