@@ -27,6 +27,14 @@ def _fault(text: str) -> tuple[int, Fault]:
         ) from None
 
 
+def _city_rows(text: str) -> tuple[int, int]:
+    city, _, rows = text.partition("=")
+    try:
+        return int(city), int(rows)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected CITY_ID=ROWS, e.g. 0=1300000") from None
+
+
 def _row_range(text: str) -> tuple[int, int]:
     low, _, high = text.partition("-")
     try:
@@ -73,6 +81,14 @@ def _simulator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--date-param", choices=["datetime", "date"], default=defaults.date_param)
     parser.add_argument("--mixed-durations", action="store_true")
     parser.add_argument("--fault", type=_fault, action="append", default=[], metavar="CITY_ID=KIND")
+    parser.add_argument(
+        "--city-rows",
+        type=_city_rows,
+        action="append",
+        default=[],
+        metavar="CITY_ID=ROWS",
+        help="a fixed row count for one city (about 122 bytes a row)",
+    )
 
 
 def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
@@ -83,6 +99,7 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
         date_param=args.date_param,
         mixed_durations=args.mixed_durations,
         faults=dict(args.fault),
+        rows_by_city=dict(args.city_rows),
     )
 
 

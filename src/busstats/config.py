@@ -39,6 +39,8 @@ class Settings:
     reference_backoff_seconds: float = 0.5
     """First wait between tries; it doubles (with jitter) up to 8 s."""
     city_concurrency: int = 32
+    max_bytes_in_flight: int = 512 * 1024 * 1024
+    """Memory that cities being converted and uploaded may hold at once."""
     max_range_days: int = 3660
 
     @property
@@ -100,6 +102,12 @@ class Settings:
             ),
             city_concurrency=int(
                 number("BUSSTATS_CITY_CONCURRENCY", defaults.city_concurrency, minimum=1)
+            ),
+            max_bytes_in_flight=int(
+                number(
+                    "BUSSTATS_MAX_MB_IN_FLIGHT", defaults.max_bytes_in_flight / 2**20, minimum=64
+                )
+                * 2**20
             ),
             max_range_days=int(
                 number("BUSSTATS_MAX_RANGE_DAYS", defaults.max_range_days, minimum=1)

@@ -11,8 +11,9 @@ from pathlib import Path
 import aiohttp
 import polars as pl
 
+from busstats.budget import ByteBudget
 from busstats.config import Settings
-from busstats.convert import CityInfo, UnusableResponse, convert_file
+from busstats.convert import SLICE_BYTES, CityInfo, UnusableResponse, convert_file
 from busstats.jobs import CityReport, CityStatus, JobRecord, JobStatus, JobStore, now
 from busstats.layout import (
     PARQUET,
@@ -25,9 +26,16 @@ from busstats.layout import (
 )
 from busstats.reference import City, ReferenceClient, ReferenceError, RetryPolicy
 from busstats.store import Store, StoreError
+from busstats.store.s3 import PART_SIZE
 from busstats.summary import PARTIAL_SCHEMA, city_partial, encode_summary, partials_from_parquet
 
 log = logging.getLogger(__name__)
+
+
+def memory_needed(raw_size: int) -> int:
+    """Memory a city's conversion and upload hold at most: decoded rows of one slice take
+    about six times its JSON, and an upload holds one part."""
+    return max(6 * min(raw_size, SLICE_BYTES), min(raw_size, PART_SIZE))
 
 
 class Ingest:
@@ -40,6 +48,7 @@ class Ingest:
         self._settings = settings
         self._save_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(settings.city_concurrency)
+        self._budget = ByteBudget(settings.max_bytes_in_flight)
         self._partials: dict[int, pl.DataFrame] = {}
         """Summary rows of the cities this job stored."""
 
@@ -119,10 +128,11 @@ class Ingest:
             report.raw_bytes = download.size
             info = CityInfo(city.id, city.name, city.country)
             provenance = {"job_id": self.job.job_id, "raw_sha256": download.sha256}
-            result = await asyncio.to_thread(
-                convert_file, raw_path, parquet_path, info, day, provenance=provenance
-            )
-            await self._replace_city_files(city.id, raw_path, parquet_path)
+            async with self._budget.reserve(memory_needed(download.size)):
+                result = await asyncio.to_thread(
+                    convert_file, raw_path, parquet_path, info, day, provenance=provenance
+                )
+                await self._replace_city_files(city.id, raw_path, parquet_path)
             report.parquet_bytes = parquet_path.stat().st_size
         self._partials[city.id] = city_partial(city.id, city.name, city.country, result)
         report.rows = result.rows

@@ -56,6 +56,8 @@ class SimulatorConfig:
     mixed_durations: bool = False
     """Spell delays in varied ISO 8601 forms rather than only upstream's `PT…S`/`P0D`."""
     faults: dict[int, Fault] = field(default_factory=dict[int, Fault])
+    rows_by_city: dict[int, int] = field(default_factory=dict[int, int])
+    """Fixed row counts for chosen cities, e.g. a few huge ones among upstream-sized ones."""
 
 
 @dataclass(slots=True)
@@ -77,6 +79,8 @@ def latency_for(config: SimulatorConfig, day: dt.date, city_id: int) -> float:
 
 
 def rows_for(config: SimulatorConfig, day: dt.date, city_id: int) -> int:
+    if city_id in config.rows_by_city:
+        return config.rows_by_city[city_id]
     low, high = config.rows
     return rng_for(config.seed, day, city_id, "count").randint(low, high)
 

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import asyncio
+
+from busstats.budget import ByteBudget
+from busstats.convert import SLICE_BYTES
+from busstats.ingest import memory_needed
+
+
+async def test_a_reservation_waits_until_the_budget_has_room() -> None:
+    budget = ByteBudget(100)
+    order: list[str] = []
+    first_in = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def first() -> None:
+        async with budget.reserve(60):
+            order.append("first in")
+            first_in.set()
+            await release_first.wait()
+        order.append("first out")
+
+    async def second() -> None:
+        await first_in.wait()
+        async with budget.reserve(60):
+            order.append("second in")
+
+    tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
+    await first_in.wait()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert order == ["first in"]  # 60 + 60 > 100: the second waits
+    release_first.set()
+    async with asyncio.timeout(5):
+        await asyncio.gather(*tasks)
+    assert order == ["first in", "first out", "second in"]
+
+
+async def test_small_reservations_share_and_a_huge_one_still_fits_alone() -> None:
+    budget = ByteBudget(100)
+    async with budget.reserve(30), budget.reserve(30), budget.reserve(40):
+        pass
+    async with asyncio.timeout(5), budget.reserve(10_000):
+        pass
+
+
+def test_memory_needed_follows_the_slice_not_the_file() -> None:
+    assert memory_needed(250_000) == 6 * 250_000
+    assert memory_needed(150 * 2**20) == memory_needed(10 * SLICE_BYTES) == 6 * SLICE_BYTES
