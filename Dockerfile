@@ -4,8 +4,7 @@ RUN pip install --no-cache-dir "pdm[locked]==2.29.3"
 WORKDIR /app
 COPY pyproject.toml pdm.lock README.md ./
 COPY src ./src
-RUN PDM_CHECK_UPDATE=false pdm sync --prod --no-editable --no-self --quiet \
-    && pdm sync --prod --no-editable --quiet
+RUN PDM_CHECK_UPDATE=false pdm sync --prod --no-editable --quiet
 
 FROM python:3.11-slim
 WORKDIR /app

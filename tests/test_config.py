@@ -24,6 +24,10 @@ def test_every_variable_is_read() -> None:
             "BUSSTATS_REFERENCE_TIMEOUT": "12.5",
             "BUSSTATS_CITY_CONCURRENCY": "8",
             "BUSSTATS_MAX_RANGE_DAYS": "400",
+            "BUSSTATS_REFERENCE_ATTEMPTS": "2",
+            "BUSSTATS_REFERENCE_BACKOFF": "0.25",
+            "BUSSTATS_S3_ATTEMPTS": "7",
+            "BUSSTATS_MAX_MB_IN_FLIGHT": "128",
         }
     )
     assert settings.s3_bucket == "bus-data"
@@ -35,6 +39,10 @@ def test_every_variable_is_read() -> None:
     assert settings.reference_timeout_seconds == 12.5
     assert settings.city_concurrency == 8
     assert settings.max_range_days == 400
+    assert settings.reference_attempts == 2
+    assert settings.reference_backoff_seconds == 0.25
+    assert settings.s3_attempts == 7
+    assert settings.max_bytes_in_flight == 128 * 2**20
 
 
 def test_aws_region_wins_over_the_default_region() -> None:
@@ -49,6 +57,7 @@ def test_aws_region_wins_over_the_default_region() -> None:
         ({"BUSSTATS_CITY_CONCURRENCY": "many"}, "is not a number"),
         ({"BUSSTATS_CITY_CONCURRENCY": "0"}, "must be at least 1"),
         ({"BUSSTATS_STORE": "s3://"}, "does not name a bucket"),
+        ({"BUSSTATS_MAX_MB_IN_FLIGHT": "10"}, "must be at least 64"),
     ],
 )
 def test_unusable_values_are_refused_with_the_variable_named(

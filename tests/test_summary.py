@@ -56,7 +56,7 @@ async def test_fractional_delays_sum_the_same_by_either_route(store: Store, tmp_
             raw, raw.with_suffix(".parquet"), CityInfo(city_id, "X", country), DAY
         )
         await store.put_file(parquet_key(DAY, city_id), raw.with_suffix(".parquet"))
-        partials.append(city_partial(city_id, "X", country, result))
+        partials.append(city_partial(DAY, city_id, "X", country, result))
     from_full = await country_stats(store, DAY, DAY, Source.FULL)
     no_summary_yet = await country_stats(store, DAY, DAY, Source.SUMMARY)
     await store.put_bytes(summary_key(DAY), encode_summary(pl.concat(partials)))
@@ -78,8 +78,8 @@ async def test_an_ingest_writes_one_summary_and_both_routes_agree(
             assert (await ingest(http, api, day))["status"] == "succeeded"
         answer = await stats_both_ways(http, api, "2024-04-30", "2024-05-03")
     assert await store.list_keys("summary/") == [
-        "summary/date=2024-05-01/summary.parquet",
-        "summary/date=2024-05-02/summary.parquet",
+        "summary/2024-05-01.parquet",
+        "summary/2024-05-02.parquet",
     ]
     assert answer["dates_without_data"] == ["2024-04-30", "2024-05-03"]
     assert len(answer["stats"]) == 10
@@ -128,7 +128,7 @@ async def test_a_running_job_first_withdraws_the_dates_summary(
         async with http.get(f"{api}/country-stats?from={DAY}&to={DAY}") as response:
             assert response.status == 200
         assert (await wait_for_job(http, api, job_id))["status"] == "succeeded"
-    assert await store.list_keys("summary/") == ["summary/date=2024-05-01/summary.parquet"]
+    assert await store.list_keys("summary/") == ["summary/2024-05-01.parquet"]
 
 
 async def test_stats_cost_one_store_request_per_summarised_date(
@@ -146,6 +146,4 @@ async def test_stats_cost_one_store_request_per_summarised_date(
             async with http.get(f"{api}/country-stats?from=2024-05-01&to=2024-05-03") as response:
                 assert response.status == 200
             requests = proxy.seen[seen_before:]
-    assert sorted(requests) == [
-        f"GET /{bucket}/summary/date=2024-05-0{n}/summary.parquet?" for n in (1, 2, 3)
-    ]
+    assert sorted(requests) == [f"GET /{bucket}/summary/2024-05-0{n}.parquet?" for n in (1, 2, 3)]

@@ -39,7 +39,7 @@ class Settings:
     reference_backoff_seconds: float = 0.5
     """First wait between tries; it doubles (with jitter) up to 8 s."""
     city_concurrency: int = 32
-    max_bytes_in_flight: int = 512 * 1024 * 1024
+    max_bytes_in_flight: int = 256 * 1024 * 1024
     """Memory that cities being converted and uploaded may hold at once."""
     max_range_days: int = 3660
 

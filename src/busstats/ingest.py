@@ -134,7 +134,7 @@ class Ingest:
                 )
                 await self._replace_city_files(city.id, raw_path, parquet_path)
             report.parquet_bytes = parquet_path.stat().st_size
-        self._partials[city.id] = city_partial(city.id, city.name, city.country, result)
+        self._partials[city.id] = city_partial(day, city.id, city.name, city.country, result)
         report.rows = result.rows
         report.invalid_rows = result.invalid_rows
         report.invalid_examples = result.invalid_examples
@@ -175,9 +175,7 @@ class Ingest:
             if earlier:
                 target = self._store.scan_target(earlier)
                 frames.append(
-                    await asyncio.to_thread(
-                        lambda: partials_from_parquet(target).drop("date").collect()
-                    )
+                    await asyncio.to_thread(lambda: partials_from_parquet(target).collect())
                 )
             partials = pl.concat(frames) if frames else pl.DataFrame(schema=PARTIAL_SCHEMA)
             await self._store.put_bytes(summary_key(day), encode_summary(partials))

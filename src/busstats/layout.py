@@ -31,8 +31,9 @@ def parquet_key(day: dt.date, city_id: int) -> str:
 
 
 def summary_key(day: dt.date) -> str:
-    """One small Parquet file per date: a row per city with its counts and sums."""
-    return f"{date_prefix(SUMMARY, day)}summary.parquet"
+    """One small Parquet file per date: a row per city with its counts and sums, and the
+    date as a column, so a glob of `summary/*.parquet` reads as one table."""
+    return f"{SUMMARY}/{day.isoformat()}.parquet"
 
 
 def job_key(job_id: str) -> str:

@@ -17,7 +17,7 @@ import polars as pl
 
 from busstats.layout import PARQUET, date_prefix, summary_key
 from busstats.store import ObjectNotFound, Store, StoreError
-from busstats.summary import decode_summary, partials_from_parquet
+from busstats.summary import decode_summaries, partials_from_parquet
 
 STORE_CONCURRENCY = 32
 READ_ATTEMPTS = 3
@@ -88,11 +88,9 @@ async def _read(
 
 
 def _answer(store: Store, summaries: dict[dt.date, bytes], files: list[str]) -> list[CountryDay]:
-    partials = [decode_summary(day, data).lazy() for day, data in summaries.items()]
+    partials = [decode_summaries(list(summaries.values())).lazy()]
     if files:
         partials.append(partials_from_parquet(store.scan_target(files)))
-    if not partials:
-        return []
     return country_days(pl.concat(partials, how="diagonal_relaxed"))
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks of busstats against the alternatives, on loopback servers it starts itself."""

@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.bench import cli
+
+sys.exit(cli())
