@@ -3,8 +3,10 @@ from __future__ import annotations
 import asyncio
 
 from busstats.budget import ByteBudget
+from busstats.config import Settings
 from busstats.convert import SLICE_BYTES
 from busstats.ingest import memory_needed
+from busstats.store.s3 import PART_SIZE
 
 
 async def test_a_reservation_waits_until_the_budget_has_room() -> None:
@@ -45,5 +47,7 @@ async def test_small_reservations_share_and_a_huge_one_still_fits_alone() -> Non
 
 
 def test_memory_needed_follows_the_slice_not_the_file() -> None:
-    assert memory_needed(250_000) == 6 * 250_000
-    assert memory_needed(150 * 2**20) == memory_needed(10 * SLICE_BYTES) == 6 * SLICE_BYTES
+    assert memory_needed(250_000) == 21 * 250_000
+    huge = memory_needed(150 * 2**20)
+    assert huge == memory_needed(500 * 2**20) == 20 * SLICE_BYTES + PART_SIZE
+    assert 2 * huge <= Settings().max_bytes_in_flight < 3 * huge  # two huge cities at once

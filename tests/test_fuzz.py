@@ -97,43 +97,31 @@ def assert_client_error_or_success(status: int, body: bytes) -> None:
         assert set(msgspec.json.decode(body)) == {"error"}
 
 
-def test_country_stats_never_answers_5xx(tmp_path: Path) -> None:
+def fuzz_route(
+    tmp_path: Path, method: str, target: Callable[[Any], tuple[str, bytes]], inputs: Any
+) -> None:
+    """Throw every example of `inputs`, mapped to (path, query), at one route."""
+
     def check(request: Callable[..., tuple[int, bytes]]) -> None:
         @settings(
             max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
         )
-        @given(raw_query)
-        def one(query: bytes) -> None:
-            assert_client_error_or_success(*request("GET", "/country-stats", query))
+        @given(inputs)
+        def one(example: Any) -> None:
+            assert_client_error_or_success(*request(method, *target(example)))
 
         one()
 
     run_against_app(tmp_path, check)
+
+
+def test_country_stats_never_answers_5xx(tmp_path: Path) -> None:
+    fuzz_route(tmp_path, "GET", lambda query: ("/country-stats", query), raw_query)
 
 
 def test_process_request_never_answers_5xx(tmp_path: Path) -> None:
-    def check(request: Callable[..., tuple[int, bytes]]) -> None:
-        @settings(
-            max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-        )
-        @given(raw_query)
-        def one(query: bytes) -> None:
-            assert_client_error_or_success(*request("POST", "/process-request", query))
-
-        one()
-
-    run_against_app(tmp_path, check)
+    fuzz_route(tmp_path, "POST", lambda query: ("/process-request", query), raw_query)
 
 
 def test_jobs_route_never_answers_5xx(tmp_path: Path) -> None:
-    def check(request: Callable[..., tuple[int, bytes]]) -> None:
-        @settings(max_examples=EXAMPLES, deadline=None)
-        @given(st.text(max_size=60))
-        def one(job_id: str) -> None:
-            path = "/jobs/" + job_id
-            status, body = request("GET", path, b"")
-            assert_client_error_or_success(status, body)
-
-        one()
-
-    run_against_app(tmp_path, check)
+    fuzz_route(tmp_path, "GET", lambda job_id: ("/jobs/" + job_id, b""), st.text(max_size=60))
