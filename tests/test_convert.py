@@ -36,12 +36,17 @@ def row(**overrides: Any) -> dict[str, Any]:
 
 
 def run(
-    tmp_path: Path, body: bytes | list[Any], slice_bytes: int = convert.SLICE_BYTES
+    tmp_path: Path,
+    body: bytes | list[Any],
+    slice_bytes: int = convert.SLICE_BYTES,
+    row_group_rows: int = convert.ROW_GROUP_ROWS,
 ) -> tuple[convert.ConversionResult, pl.DataFrame]:
     raw = tmp_path / "raw.json"
     raw.write_bytes(body if isinstance(body, bytes) else json.dumps(body).encode())
     out = tmp_path / "out.parquet"
-    result = convert_file(raw, out, CITY, DAY, slice_bytes=slice_bytes)
+    result = convert_file(
+        raw, out, CITY, DAY, slice_bytes=slice_bytes, row_group_rows=row_group_rows
+    )
     return result, pl.read_parquet(out)
 
 
@@ -162,8 +167,12 @@ def test_slicing_a_large_array_gives_the_same_rows_as_decoding_it_whole(tmp_path
     rows[250] = row(passengers=-3)
     body = json.dumps(rows, indent=1).encode()
     whole, whole_frame = run(tmp_path, body)
+    assert pq.ParquetFile(tmp_path / "out.parquet").num_row_groups == 1
     sliced, sliced_frame = run(tmp_path, body, slice_bytes=700)
+    assert pq.ParquetFile(tmp_path / "out.parquet").num_row_groups == 1  # slices are merged
+    in_groups, _ = run(tmp_path, body, slice_bytes=700, row_group_rows=40)
     assert pq.ParquetFile(tmp_path / "out.parquet").num_row_groups > 10
+    assert in_groups == whole
     assert sliced == whole
     assert sliced.invalid_examples[0].index == 250
     assert sliced_frame.equals(whole_frame)

@@ -127,6 +127,7 @@ def convert_file(
     *,
     provenance: dict[str, str] | None = None,
     slice_bytes: int = SLICE_BYTES,
+    row_group_rows: int = ROW_GROUP_ROWS,
 ) -> ConversionResult:
     """Convert the upstream file at `raw_path`; write Parquet to `parquet_path`.
 
@@ -143,12 +144,12 @@ def convert_file(
     with raw_path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         spans = _array_item_spans(buf, slice_bytes)
         try:
-            return _write_parquet(buf, spans, parquet_path, schema, city, day)
+            return _write_parquet(buf, spans, parquet_path, schema, city, day, row_group_rows)
         except _SliceUndecodable:
             # A slice boundary fell inside a string; decoding the array whole is exact.
             whole = _array_item_spans(buf, len(buf))
             try:
-                return _write_parquet(buf, whole, parquet_path, schema, city, day)
+                return _write_parquet(buf, whole, parquet_path, schema, city, day, row_group_rows)
             except _SliceUndecodable as exc:
                 parquet_path.unlink(missing_ok=True)
                 raise UnusableResponse(str(exc)) from None
@@ -187,6 +188,7 @@ def _write_parquet(
     schema: pa.Schema,
     city: CityInfo,
     day: dt.date,
+    row_group_rows: int,
 ) -> ConversionResult:
     result = ConversionResult()
     delays: dict[str, int | None] = {}
@@ -202,7 +204,7 @@ def _write_parquet(
             if table.num_rows:
                 pending.append(table)
                 result.add_rows(table, delay_us)
-            if sum(part.num_rows for part in pending) >= ROW_GROUP_ROWS:
+            if sum(part.num_rows for part in pending) >= row_group_rows:
                 writer.write_table(pa.concat_tables(pending))
                 pending.clear()
             first_index += len(rows) + len(invalid) - len(off_schema)
