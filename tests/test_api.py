@@ -11,6 +11,9 @@ import pytest
 from busstats.config import Settings
 from tests.servers import api_server
 
+STATS = "/country-stats"
+PROCESS = "/process-request"
+
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[str]:
@@ -42,44 +45,42 @@ async def test_health_and_readiness(api: str, http: aiohttp.ClientSession) -> No
 
 
 @pytest.mark.parametrize(
-    ("query", "words"),
+    ("method", "route", "query", "words"),
     [
-        ("", ["'from' is required", "YYYY-MM-DD"]),
-        ("from=2024-05-01", ["'to' is required"]),
-        ("from=&to=2024-05-01", ["'from' is required"]),
-        ("from=2024-5-1&to=2024-05-01", ["'from' must be a real date", "'2024-5-1'"]),
-        ("from=2024-02-30&to=2024-03-01", ["'from' must be a real date"]),
-        ("from=0000-01-01&to=2024-03-01", ["'from' must be a real date"]),
-        ("from=2024-01-01&to=10000-01-01", ["'to' must be a real date"]),
-        ("from=20240501&to=2024-05-01", ["'from' must be a real date"]),
-        ("from=2024-05-01T00:00:00&to=2024-05-01", ["must be a real date"]),
-        ("from=2024-05-02&to=2024-05-01", ["after", "from <= to"]),
-        ("from=2024-05-01&from=2024-05-02&to=2024-05-03", ["given 2 times"]),
-        ("from=2000-01-01&to=2024-01-01", ["8767 days", "at most 3660"]),
-        ("from=%E2%80%93&to=2024-01-01", ["must be a real date"]),
-        ("from=2024-05-01&to=2024-05-01&source=fast", ["'source' must be one of summary, full"]),
-        ("from=2024-05-01&to=2024-05-01&source=full&source=full", ["'source' was given 2"]),
+        ("GET", STATS, "", ["'from' is required", "YYYY-MM-DD"]),
+        ("GET", STATS, "from=2024-05-01", ["'to' is required"]),
+        ("GET", STATS, "from=&to=2024-05-01", ["'from' is required"]),
+        ("GET", STATS, "from=2024-5-1&to=2024-05-01", ["'from' must be a real date", "'2024-5-1'"]),
+        ("GET", STATS, "from=2024-02-30&to=2024-03-01", ["'from' must be a real date"]),
+        ("GET", STATS, "from=0000-01-01&to=2024-03-01", ["'from' must be a real date"]),
+        ("GET", STATS, "from=2024-01-01&to=10000-01-01", ["'to' must be a real date"]),
+        ("GET", STATS, "from=20240501&to=2024-05-01", ["'from' must be a real date"]),
+        ("GET", STATS, "from=2024-05-01T00:00:00&to=2024-05-01", ["must be a real date"]),
+        ("GET", STATS, "from=2024-05-02&to=2024-05-01", ["after", "from <= to"]),
+        ("GET", STATS, "from=2024-05-01&from=2024-05-02&to=2024-05-03", ["given 2 times"]),
+        ("GET", STATS, "from=2000-01-01&to=2024-01-01", ["8767 days", "at most 3660"]),
+        ("GET", STATS, "from=%E2%80%93&to=2024-01-01", ["must be a real date"]),
+        (
+            "GET",
+            STATS,
+            "from=2024-05-01&to=2024-05-01&source=fast",
+            ["'source' must be one of summary, full"],
+        ),
+        (
+            "GET",
+            STATS,
+            "from=2024-05-01&to=2024-05-01&source=full&source=full",
+            ["'source' was given 2"],
+        ),
+        ("POST", PROCESS, "", ["'date' is required"]),
+        ("POST", PROCESS, "date=yesterday", ["'date' must be a real date", "YYYY-MM-DD"]),
+        ("POST", PROCESS, "date=2024-05-01&date=2024-05-02", ["given 2 times"]),
     ],
 )
-async def test_bad_stats_queries_are_400_with_a_reason(
-    api: str, http: aiohttp.ClientSession, query: str, words: list[str]
+async def test_bad_queries_are_400_with_a_reason(
+    api: str, http: aiohttp.ClientSession, method: str, route: str, query: str, words: list[str]
 ) -> None:
-    async with http.get(f"{api}/country-stats?{query}") as response:
-        await expect_error(response, 400, *words)
-
-
-@pytest.mark.parametrize(
-    ("query", "words"),
-    [
-        ("", ["'date' is required"]),
-        ("date=yesterday", ["'date' must be a real date", "YYYY-MM-DD"]),
-        ("date=2024-05-01&date=2024-05-02", ["given 2 times"]),
-    ],
-)
-async def test_bad_process_requests_are_400_with_a_reason(
-    api: str, http: aiohttp.ClientSession, query: str, words: list[str]
-) -> None:
-    async with http.post(f"{api}/process-request?{query}") as response:
+    async with http.request(method, f"{api}{route}?{query}") as response:
         await expect_error(response, 400, *words)
 
 

@@ -33,6 +33,16 @@ def settings_for(store: Store, sim: RunningSimulator, **overrides: Any) -> Setti
     return dataclasses.replace(base, **overrides)
 
 
+async def ingest_day(
+    store: Store, http: aiohttp.ClientSession, config: SimulatorConfig
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ingest DAY from a simulator with `config`; the job and that day's stats."""
+    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as api:
+        job = await ingest(http, api, DAY.isoformat())
+        answer = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
+    return job, answer
+
+
 async def test_a_day_is_ingested_and_the_stats_match_the_raw_files(
     store: Store, http: aiohttp.ClientSession
 ) -> None:
@@ -80,9 +90,7 @@ async def test_any_iso_duration_spelling_counts_the_same(
 ) -> None:
     config = SimulatorConfig(rows=(100, 200), max_latency=0.05, mixed_durations=True)
     store = LocalStore(tmp_path)
-    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as api:
-        job = await ingest(http, api, DAY.isoformat())
-        answer = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
+    job, answer = await ingest_day(store, http, config)
     assert job["status"] == "succeeded"
     raw = await raw_files(store, [DAY])
     spellings = b"".join(raw.values())
@@ -95,9 +103,7 @@ async def test_a_failing_city_leaves_the_job_partial_and_the_others_intact(
     store: Store, http: aiohttp.ClientSession
 ) -> None:
     config = SimulatorConfig(rows=(50, 60), max_latency=0.05, faults={7: Fault.ERROR})
-    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as api:
-        job = await ingest(http, api, DAY.isoformat())
-        answer = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
+    job, answer = await ingest_day(store, http, config)
 
     assert job["status"] == "partial"
     failed = [city for city in job["cities"] if city["status"] == "failed"]
@@ -116,9 +122,7 @@ async def test_junk_rows_are_counted_with_reasons_and_left_out_of_the_stats(
     store: Store, http: aiohttp.ClientSession
 ) -> None:
     config = SimulatorConfig(rows=(50, 60), max_latency=0.05, faults={3: Fault.JUNK_ROWS})
-    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as api:
-        job = await ingest(http, api, DAY.isoformat())
-        answer = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
+    job, answer = await ingest_day(store, http, config)
 
     assert job["status"] == "succeeded"
     city = next(city for city in job["cities"] if city["city_id"] == 3)

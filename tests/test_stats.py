@@ -60,34 +60,18 @@ async def test_the_average_delay_is_over_buses_not_over_cities(
 
 
 async def test_days_and_countries_are_kept_apart_and_sorted(store: Store, tmp_path: Path) -> None:
-    await put_city(
-        store,
-        tmp_path,
-        MAY_2,
-        CityInfo(5, "Seoul", "Korea (Republic of)"),
-        [bus(MAY_2, 7, "PT90S")],
-    )
-    await put_city(
-        store,
-        tmp_path,
-        MAY_1,
-        CityInfo(3, "Bouaké", "Côte d'Ivoire"),
-        [bus(MAY_1, 5, "PT1M"), bus(MAY_1, 6, "PT2M", accident=True)],
-    )
-    await put_city(
-        store,
-        tmp_path,
-        MAY_1,
-        CityInfo(4, "Mostar", "Bosnia & Herzegovina"),
-        [bus(MAY_1, 1, "PT30S")],
-    )
-    await put_city(
-        store,
-        tmp_path,
-        MAY_2,
-        CityInfo(6, "Mostar", "Bosnia & Herzegovina"),
-        [bus(MAY_2, 2, "PT6M")],
-    )
+    cities = [
+        (MAY_2, CityInfo(5, "Seoul", "Korea (Republic of)"), [bus(MAY_2, 7, "PT90S")]),
+        (
+            MAY_1,
+            CityInfo(3, "Bouaké", "Côte d'Ivoire"),
+            [bus(MAY_1, 5, "PT1M"), bus(MAY_1, 6, "PT2M", accident=True)],
+        ),
+        (MAY_1, CityInfo(4, "Mostar", "Bosnia & Herzegovina"), [bus(MAY_1, 1, "PT30S")]),
+        (MAY_2, CityInfo(6, "Mostar", "Bosnia & Herzegovina"), [bus(MAY_2, 2, "PT6M")]),
+    ]
+    for day, city, rows in cities:
+        await put_city(store, tmp_path, day, city, rows)
     result = await country_stats(store, dt.date(2024, 4, 30), dt.date(2024, 5, 3))
     assert [
         (
