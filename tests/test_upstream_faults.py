@@ -102,10 +102,20 @@ async def test_a_hanging_city_times_out_and_the_job_still_ends(
     await assert_other_cities_stored(store)
 
 
+CUT_OFF = b"cut off"
+
+
 async def reference_app(cities: bytes) -> web.Application:
     app = web.Application()
 
-    async def list_cities(_: web.Request) -> web.Response:
+    async def list_cities(request: web.Request) -> web.StreamResponse:
+        if cities == CUT_OFF:  # promise 1000 bytes, send 9, hang up
+            response = web.StreamResponse(headers={"Content-Length": "1000"})
+            await response.prepare(request)
+            await response.write(b'[{"id": 1')
+            assert request.transport is not None
+            request.transport.close()
+            return response
         return web.Response(body=cities, content_type="application/json")
 
     async def stats(_: web.Request) -> web.Response:
@@ -144,6 +154,7 @@ async def ingest_from(
         (b'[{"id": 1, "name": "X"}]', "missing required field `country`"),
         (b'{"cities": []}', "Expected `array`"),
         (b"<html>", "no valid list of cities"),
+        (CUT_OFF, "gave up after 3 attempts"),
         (
             b'[{"id": 1, "name": "X", "country": "Y"}, {"id": 1, "name": "Z", "country": "Y"}]',
             "the same city id twice",

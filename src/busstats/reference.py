@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, BinaryIO, TypeVar
 
@@ -121,8 +122,17 @@ class ReferenceClient:
                 return await _stream_into(response, dest, what)
         raise AssertionError("unreachable: the last form always returns or raises")
 
-    def _get(self, path: str, params: dict[str, str], what: str | None = None) -> _Request:
-        return _Request(self._session, self._base_url + path, params, what or f"GET {path}")
+    @contextlib.asynccontextmanager
+    async def _get(
+        self, path: str, params: dict[str, str], what: str | None = None
+    ) -> AsyncGenerator[aiohttp.ClientResponse]:
+        """`session.get` whose connection failures, timeouts and broken bodies, while
+        connecting or while the caller reads, surface as TransientError."""
+        try:
+            async with self._session.get(self._base_url + path, params=params) as response:
+                yield response
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"{what or f'GET {path}'} failed: {exc!r}") from exc
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         policy = self._retry
@@ -140,25 +150,6 @@ class ReferenceClient:
         except TransientError as exc:
             raise ReferenceError(f"{exc} (gave up after {policy.attempts} attempts)") from exc
         raise AssertionError("unreachable: stamina returns or raises")
-
-
-class _Request:
-    """`session.get` whose connection failures and timeouts surface as TransientError."""
-
-    def __init__(
-        self, session: aiohttp.ClientSession, url: str, params: dict[str, str], what: str
-    ) -> None:
-        self._call = session.get(url, params=params)
-        self._what = what
-
-    async def __aenter__(self) -> aiohttp.ClientResponse:
-        try:
-            return await self._call.__aenter__()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(f"{self._what} failed: {exc!r}") from exc
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._call.__aexit__(None, None, None)
 
 
 async def _raise_for_status(response: aiohttp.ClientResponse, what: str) -> None:
