@@ -145,6 +145,8 @@ async def test_reingesting_a_date_replaces_it(store: Store, http: aiohttp.Client
     gone_city = 999  # a city upstream no longer lists
     await store.put_bytes(raw_key(DAY, gone_city), b"[]")
     await store.put_bytes(parquet_key(DAY, gone_city), b"stale")
+    stray = f"{date_prefix(PARQUET, DAY)}_notes.txt"  # not ours: left alone, never read
+    await store.put_bytes(stray, b"hello")
     config = SimulatorConfig(rows=(20, 30), max_latency=0.05)
     async with simulator(config) as sim, api_server(settings_for(store, sim), store) as api:
         first = await ingest(http, api, DAY.isoformat())
@@ -155,8 +157,11 @@ async def test_reingesting_a_date_replaces_it(store: Store, http: aiohttp.Client
     assert first["status"] == second["status"] == "succeeded"
     assert first["job_id"] != second["job_id"]
     assert once == twice  # same upstream data, counted once
-    for kind in (RAW, PARQUET):
-        assert len(await store.list_keys(date_prefix(kind, DAY))) == len(CITIES)
+    assert len(await store.list_keys(date_prefix(RAW, DAY))) == len(CITIES)
+    assert await store.list_keys(date_prefix(PARQUET, DAY)) == sorted(
+        [parquet_key(DAY, city.id) for city in CITIES] + [stray]
+    )
+    assert await store.list_keys("summary/") == ["summary/2024-05-01.parquet"]
 
 
 async def test_a_job_is_still_answered_after_a_restart(

@@ -169,9 +169,13 @@ class Ingest:
         """Summarise exactly the Parquet files the date now has, fresh or from earlier runs."""
         day = self.job.date
         try:
-            keys = await self._store.list_keys(date_prefix(PARQUET, day))
-            earlier = [key for key in keys if city_id_of(key) not in self._partials]
-            frames = [self._partials[c] for c in map(city_id_of, keys) if c in self._partials]
+            cities = {
+                city_id: key
+                for key in await self._store.list_keys(date_prefix(PARQUET, day))
+                if (city_id := city_id_of(key)) is not None
+            }
+            earlier = [key for city_id, key in cities.items() if city_id not in self._partials]
+            frames = [self._partials[city_id] for city_id in cities if city_id in self._partials]
             if earlier:
                 target = self._store.scan_target(earlier)
                 frames.append(

@@ -14,7 +14,7 @@ PARQUET = "parquet"
 SUMMARY = "summary"
 JOBS = "jobs"
 
-_CITY_FILE = re.compile(r"city=(\d+)\.(?:json|parquet)$")
+_CITY_FILE = re.compile(r"(?:^|/)city=(\d+)\.(?:json|parquet)$")
 
 
 def date_prefix(kind: str, day: dt.date) -> str:
