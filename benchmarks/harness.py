@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import psutil
 
-from tests.servers import free_socket
+from tests.servers import MotoEndpoint, free_socket
 
 FINISHED = {"succeeded", "partial", "failed"}
 
@@ -118,6 +118,23 @@ async def _wait_until_up(running: Service) -> None:
                 if status == 200:
                     return
             await asyncio.sleep(0.1)
+
+
+@contextlib.contextmanager
+def moto_process() -> Iterator[MotoEndpoint]:
+    """moto's S3 server in its own process, so a load generator does not share its GIL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port, process)
+        yield MotoEndpoint(f"http://127.0.0.1:{port}")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @dataclass

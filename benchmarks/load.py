@@ -1,6 +1,7 @@
 """`./run bench-load`: 50 clients make 1,000 `country-stats` calls while 3 ingests run.
 
-uvicorn + moto + the simulator on 127.0.0.1, bounded in count and time. Reports errors (must
+uvicorn + moto + the simulator on 127.0.0.1, each in its own process, bounded in count and
+time. Reports errors (must
 be 0), latency percentiles and the service's peak RSS; writes results/load.json.
 """
 
@@ -15,15 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import service, simulator_process
-from tests.servers import KEY_ID, REGION, SECRET, moto_server
+from benchmarks.harness import moto_process, service, simulator_process
+from tests.servers import KEY_ID, REGION, SECRET
 
 RESULTS = Path(__file__).parent / "results"
 FIRST_DAY = dt.date(2024, 3, 1)
 
 
 async def load(args: argparse.Namespace) -> dict[str, Any]:
-    with moto_server() as moto, simulator_process("--max-latency", str(args.latency)) as sim:
+    with moto_process() as moto, simulator_process("--max-latency", str(args.latency)) as sim:
         env = {
             "BUSSTATS_STORE": f"s3://{moto.new_bucket()}",
             "BUSSTATS_S3_ENDPOINT_URL": moto.url,
