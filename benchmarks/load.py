@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,13 @@ FIRST_DAY = dt.date(2024, 3, 1)
 
 
 async def load(args: argparse.Namespace) -> dict[str, Any]:
-    with moto_process() as moto, simulator_process("--max-latency", str(args.latency)) as sim:
+    with (
+        moto_process() as moto,
+        simulator_process("--max-latency", str(args.latency)) as sim,
+        tempfile.TemporaryDirectory(prefix="busstats-load-") as folder,
+    ):
         env = {
-            "BUSSTATS_STORE": f"s3://{moto.new_bucket()}",
+            "BUSSTATS_STORE": f"s3://{moto.new_bucket()}" if args.store == "moto" else folder,
             "BUSSTATS_S3_ENDPOINT_URL": moto.url,
             "AWS_REGION": REGION,
             "AWS_ACCESS_KEY_ID": KEY_ID,
@@ -82,6 +87,7 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
     after = [lat for lat, t in zip(latencies, started_at, strict=True) if t >= ingests_done]
     after_quantiles = statistics.quantiles(after, n=100) if len(after) > 1 else [float("nan")] * 99
     return {
+        "store": args.store,
         "clients": args.clients,
         "requests": attempted,
         "errors": len(errors),
@@ -106,18 +112,19 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=4.2, help="simulator latency, s")
     parser.add_argument("--limit-seconds", type=float, default=600)
+    parser.add_argument("--store", choices=["moto", "local"], default="moto")
     args = parser.parse_args(argv)
     figures = asyncio.run(load(args))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "load.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (RESULTS / f"load-{args.store}.json").write_text(json.dumps(figures, indent=2) + "\n")
     f = figures
     print(
-        "| clients | requests | errors | p50 ms | p99 ms | max ms | req/s | peak RSS MB"
+        "| store | clients | requests | errors | p50 ms | p99 ms | max ms | req/s | peak RSS MB"
         " | ingests | after the ingests: calls, p50 ms, p99 ms |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     print(
-        f"| {f['clients']} | {f['requests']} | {f['errors']} | {f['p50_ms']:.0f}"
+        f"| {f['store']} | {f['clients']} | {f['requests']} | {f['errors']} | {f['p50_ms']:.0f}"
         f" | {f['p99_ms']:.0f} | {f['max_ms']:.0f} | {f['requests_per_second']:.0f}"
         f" | {f['peak_rss_mb']:.0f} | {', '.join(f['ingests'])} in {f['ingests_seconds']:.0f} s"
         f" | {f['requests_after_ingests']}, {f['p50_after_ingests_ms']:.0f},"
