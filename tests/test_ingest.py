@@ -22,7 +22,8 @@ from tests.servers import RunningSimulator, api_server, simulator
 
 DAY = dt.date(2024, 5, 1)
 COUNTRY_OF = {city.id: city.country for city in CITIES}
-SMALL = SimulatorConfig(rows=(200, 400), max_latency=0.2)
+SMALL = SimulatorConfig(rows=(200, 400), min_latency=0.5, max_latency=0.7)
+"""Every city waits at least 0.5 s, so all 30 requests are surely in flight at once."""
 
 
 def settings_for(store: Store, sim: RunningSimulator, **overrides: Any) -> Settings:

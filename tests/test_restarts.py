@@ -118,7 +118,7 @@ async def test_two_requests_for_one_date_run_one_after_the_other(
         async with api_server(settings, store) as api:
             first, second = await asyncio.gather(ingest(http, api, DAY), ingest(http, api, DAY))
             twice = await country_stats(http, api, DAY, DAY)
-            assert sim.state.max_in_flight == len(CITIES)  # never two jobs' cities at once
+            assert sim.state.max_in_flight <= len(CITIES)  # never two jobs' cities at once
 
     first, second = sorted([first, second], key=lambda job: job["started_at"])
     assert first["status"] == second["status"] == "succeeded"

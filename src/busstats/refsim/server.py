@@ -50,7 +50,8 @@ class SimulatorConfig:
     rows: tuple[int, int] = (1000, 3000)
     """Rows per city and day: drawn evenly from this inclusive range, per city and day."""
     max_latency: float = 4.2
-    """Each stats call waits a deterministic 0..max_latency seconds before answering."""
+    """Each stats call waits a deterministic min_latency..max_latency seconds before answering."""
+    min_latency: float = 0.0
     date_param: str = "datetime"
     """`datetime` answers 400 to a plain date, like the original; `date` the reverse."""
     mixed_durations: bool = False
@@ -75,7 +76,8 @@ _PLAIN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def latency_for(config: SimulatorConfig, day: dt.date, city_id: int) -> float:
-    return rng_for(config.seed, day, city_id, "latency").uniform(0, config.max_latency)
+    low = min(config.min_latency, config.max_latency)
+    return rng_for(config.seed, day, city_id, "latency").uniform(low, config.max_latency)
 
 
 def rows_for(config: SimulatorConfig, day: dt.date, city_id: int) -> int:
