@@ -25,6 +25,7 @@ Arrow buffers (measured), so slices stay small; row groups are larger (ROW_GROUP
 ROW_GROUP_ROWS = 128 * 1024
 MAX_EXAMPLES = 5
 MAX_PASSENGERS = 2**31 - 1
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 PARQUET_SCHEMA = pa.schema(
     [
@@ -107,16 +108,21 @@ _ROW = msgspec.json.Decoder(UpstreamRow)
 _RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-def parse_duration_seconds(text: str) -> float:
-    """Seconds in an ISO 8601 duration such as `PT2460S`, `P0D`, `PT1H5M` or `PT3.5S`.
+def duration_microseconds(text: str) -> int:
+    """Microseconds in an ISO 8601 duration such as `PT2460S`, `P0D`, `PT1H5M` or `PT3.5S`.
 
     Raises ValueError for anything else, including years and months, whose length in
     seconds is not defined.
     """
     try:
-        return msgspec.convert(text, dt.timedelta).total_seconds()
+        return msgspec.convert(text, dt.timedelta) // _MICROSECOND
     except msgspec.ValidationError as exc:
         raise ValueError(f"delay {text!r} is not an ISO 8601 duration: {exc}") from None
+
+
+def parse_duration_seconds(text: str) -> float:
+    """Seconds in an ISO 8601 duration; see `duration_microseconds`."""
+    return duration_microseconds(text) / 1_000_000
 
 
 def convert_file(
@@ -253,7 +259,7 @@ def _to_table(
     Columns are built by Arrow from plain lists; only rows that fail are looked at one by one.
     """
     for text in {row.delay for row in rows}.difference(delays):
-        delays[text] = _duration_microseconds(text)
+        delays[text] = _duration_or_none(text)
     times = [row.departure_time for row in rows]
     if any(moment.tzinfo is not None for moment in times):
         times = [_wall_clock(moment) for moment in times]
@@ -296,14 +302,11 @@ def _constant(value: object, type_: pa.DataType, count: int) -> Any:
     return pc.fill_null(nulls(count, type_), pa.scalar(value, type_))
 
 
-def _duration_microseconds(text: str) -> int | None:
+def _duration_or_none(text: str) -> int | None:
     try:
-        return msgspec.convert(text, dt.timedelta) // _MICROSECOND
-    except msgspec.ValidationError:
+        return duration_microseconds(text)
+    except ValueError:
         return None
-
-
-_MICROSECOND = dt.timedelta(microseconds=1)
 
 
 def _wall_clock(moment: dt.datetime) -> dt.datetime:

@@ -58,6 +58,12 @@ class JobRecord(msgspec.Struct, kw_only=True):
     def new(cls, day: dt.date) -> JobRecord:
         return cls(job_id=uuid.uuid4().hex, date=day, status=JobStatus.QUEUED, created_at=now())
 
+    def fail(self, reason: str) -> None:
+        """End the job as failed, whatever its cities did."""
+        self.status = JobStatus.FAILED
+        self.error = reason
+        self.finished_at = now()
+
     def conclude(self) -> None:
         """Set the overall status from the cities' outcomes and stamp the end time."""
         succeeded = sum(city.status is CityStatus.SUCCEEDED for city in self.cities)

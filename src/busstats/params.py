@@ -17,14 +17,20 @@ class BadRequest(Exception):
     """The caller sent something the API cannot accept; the message says what and why."""
 
 
-def single(params: QueryParams, name: str) -> str:
-    """The one value of `name`; missing, empty or repeated is an error."""
+def _at_most_one(params: QueryParams, name: str) -> str | None:
+    """The value of `name`, None when absent; given twice is an error."""
     values = params.getlist(name)
-    if not values or values == [""]:
-        raise BadRequest(f"query parameter '{name}' is required, as YYYY-MM-DD")
     if len(values) > 1:
         raise BadRequest(f"query parameter '{name}' was given {len(values)} times; give it once")
-    return values[0]
+    return values[0] if values else None
+
+
+def single(params: QueryParams, name: str) -> str:
+    """The one value of `name`; missing, empty or repeated is an error."""
+    value = _at_most_one(params, name)
+    if not value:
+        raise BadRequest(f"query parameter '{name}' is required, as YYYY-MM-DD")
+    return value
 
 
 def day(params: QueryParams, name: str) -> dt.date:
@@ -51,15 +57,13 @@ def date_range(params: QueryParams, max_days: int) -> tuple[dt.date, dt.date]:
 
 def optional_choice(params: QueryParams, name: str, choices: type[E], default: E) -> E:
     """An optional parameter that must be one of an enumeration's values."""
-    values = params.getlist(name)
-    if not values:
+    value = _at_most_one(params, name)
+    if value is None:
         return default
-    if len(values) > 1:
-        raise BadRequest(f"query parameter '{name}' was given {len(values)} times; give it once")
     try:
-        return choices(values[0])
+        return choices(value)
     except ValueError:
         expected = ", ".join(choice.value for choice in choices)
         raise BadRequest(
-            f"query parameter '{name}' must be one of {expected}, got {values[0]!r}"
+            f"query parameter '{name}' must be one of {expected}, got {value!r}"
         ) from None

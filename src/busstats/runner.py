@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from busstats.config import Settings
 from busstats.ingest import Ingest
-from busstats.jobs import JobRecord, JobStatus, JobStore, now
+from busstats.jobs import JobRecord, JobStatus, JobStore
 from busstats.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,7 @@ class JobRunner:
             async with self._date_locks[job.date]:
                 await Ingest(job, self._store, self.jobs, self._settings).run()
         except asyncio.CancelledError:
-            job.status = JobStatus.FAILED
-            job.error = INTERRUPTED
-            job.finished_at = now()
+            job.fail(INTERRUPTED)
             if await self._save_quietly(job):
                 await self._unmark_quietly(job.job_id)
             raise
@@ -54,8 +52,7 @@ class JobRunner:
             log.error("job %s could not record its progress: %s", job.job_id, exc)
         except Exception:
             log.exception("job %s failed unexpectedly", job.job_id)
-            job.status = JobStatus.FAILED
-            job.error = "internal error; see the service log"
+            job.fail("internal error; see the service log")
             if await self._save_quietly(job):
                 await self._unmark_quietly(job.job_id)
         else:
@@ -69,9 +66,7 @@ class JobRunner:
         for job_id in await self.jobs.marked_running():
             job = await self.jobs.load(job_id)
             if job is not None and job.status in UNFINISHED:
-                job.status = JobStatus.FAILED
-                job.error = LEFT_BEHIND
-                job.finished_at = now()
+                job.fail(LEFT_BEHIND)
                 await self.jobs.save(job)
                 log.warning("job %s was left unfinished by an earlier process", job_id)
             await self.jobs.unmark_running(job_id)
@@ -89,11 +84,6 @@ class JobRunner:
             log.error("could not record the end of job %s: %s", job.job_id, exc)
             return False
         return True
-
-    async def wait_idle(self) -> None:
-        """Wait until every job started so far has ended."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def close(self) -> None:
         """Cancel running jobs; each records itself as interrupted."""
