@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -35,7 +36,9 @@ class Rule:
     failed: int = 0
 
     def takes(self, request: web.Request) -> bool:
-        if request.method != self.method or not re.search(self.target, described(request)):
+        if not re.fullmatch(self.method, request.method):
+            return False
+        if not re.search(self.target, described(request)):
             return False
         if self.times is not None and self.failed >= self.times:
             return False
@@ -44,18 +47,43 @@ class Rule:
 
 
 @dataclass
+class Hold:
+    """Keep matching requests waiting, unanswered, until released, then fail them without
+    passing them on: a request that never reached S3 when its client was killed."""
+
+    method: str
+    target: str
+    held: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def matches(self, request: web.Request) -> bool:
+        return request.method == self.method and bool(re.search(self.target, described(request)))
+
+
+@dataclass
 class FaultProxy:
     url: str
     rules: list[Rule] = field(default_factory=list[Rule])
+    holds: list[Hold] = field(default_factory=list[Hold])
     seen: list[str] = field(default_factory=list[str])
 
     def fail(self, method: str, target: str, times: int | None = None) -> Rule:
+        """Answer matching requests with an S3 500 error (`.*` as method: every method)."""
         rule = Rule(method, target, times)
         self.rules.append(rule)
         return rule
 
+    def hold(self, method: str, target: str) -> Hold:
+        hold = Hold(method, target)
+        self.holds.append(hold)
+        return hold
+
     def heal(self) -> None:
+        """Answer normally again: held requests fail, no rule fails any more."""
         self.rules.clear()
+        for hold in self.holds:
+            hold.released.set()
+        self.holds.clear()
 
 
 @contextlib.asynccontextmanager
@@ -67,6 +95,10 @@ async def fault_proxy(upstream: str) -> AsyncIterator[FaultProxy]:
         async def forward(request: web.Request) -> web.StreamResponse:
             proxy.seen.append(f"{request.method} {described(request)}")
             body = await request.read()
+            for hold in [h for h in proxy.holds if h.matches(request)]:
+                hold.held += 1
+                await hold.released.wait()
+                return web.Response(status=500, body=S3_ERROR, content_type="application/xml")
             if any(rule.takes(request) for rule in proxy.rules):
                 return web.Response(status=500, body=S3_ERROR, content_type="application/xml")
             headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}

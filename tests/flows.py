@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from busstats.layout import RAW, city_id_of, date_prefix
+from busstats.commit import ListedCity, StoredCity, read_summary, summary_rows, write_summary
+from busstats.convert import CityInfo, ConversionResult
+from busstats.layout import parquet_key, raw_key
 from busstats.store import Store
 
 FINISHED = {"succeeded", "partial", "failed"}
@@ -47,11 +51,33 @@ async def country_stats(
 
 
 async def raw_files(store: Store, days: list[dt.date]) -> dict[tuple[dt.date, int], bytes]:
-    """Every raw file stored for these dates, by (date, city id)."""
+    """The raw file each date's commit counts, by (date, city id)."""
     files: dict[tuple[dt.date, int], bytes] = {}
     for day in days:
-        for key in await store.list_keys(date_prefix(RAW, day)):
-            city_id = city_id_of(key)
-            assert city_id is not None, key
-            files[(day, city_id)] = await store.get_bytes(key)
+        summary, _ = await read_summary(store, day)
+        for row in summary.filter("counted").iter_rows(named=True):
+            files[(day, row["city_id"])] = await store.get_bytes(row["raw_key"])
     return files
+
+
+async def commit_city(
+    store: Store, day: dt.date, city: CityInfo, raw: Path, parquet: Path, result: ConversionResult
+) -> None:
+    """Store a converted city under a run of its own and commit it into the date's summary,
+    as an ingest would, keeping the cities committed before."""
+    run_id = uuid.uuid4().hex
+    keys = raw_key(day, city.city_id, run_id), parquet_key(day, city.city_id, run_id)
+    await store.put_file(keys[0], raw)
+    await store.put_file(keys[1], parquet)
+    previous, read = await read_summary(store, day)
+    listed = [
+        ListedCity(row["city_id"], row["city_name"], row["country"])
+        for row in previous.iter_rows(named=True)
+        if row["city_id"] != city.city_id
+    ]
+    new = ListedCity(city.city_id, city.city_name, city.country)
+    stored = StoredCity(
+        new, *keys, result.rows, result.passengers, result.delay_microseconds, result.accident
+    )
+    rows = summary_rows(day, run_id, [*listed, new], {city.city_id: stored}, {}, previous)
+    await write_summary(store, day, rows, read)

@@ -6,12 +6,17 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import boto3
 import uvicorn
 from aiohttp import web
@@ -21,7 +26,7 @@ from busstats.app import create_app
 from busstats.config import Settings
 from busstats.refsim import SimulatorConfig, SimulatorState, create_simulator
 from busstats.refsim.server import STATE
-from busstats.store import S3Store, Store
+from busstats.store import LocalStore, S3Store, Store
 
 KEY_ID = SECRET = "testing"
 REGION = "us-east-1"
@@ -36,6 +41,14 @@ def s3_settings(bucket: str, endpoint: str, **overrides: Any) -> Settings:
         aws_access_key_id=KEY_ID,
         aws_secret_access_key=SECRET,
     )
+    return dataclasses.replace(base, **overrides)
+
+
+def settings_for(store: Store, sim: RunningSimulator, **overrides: Any) -> Settings:
+    """Settings naming this store; the store object itself is handed to the app."""
+    assert isinstance(store, S3Store | LocalStore)
+    location = f"s3://{store.bucket}" if isinstance(store, S3Store) else str(store.root)
+    base = Settings(store=location, reference_url=sim.url, reference_backoff_seconds=0.01)
     return dataclasses.replace(base, **overrides)
 
 
@@ -129,3 +142,66 @@ async def api_server(settings: Settings, store: Store | None = None) -> AsyncIte
     finally:
         server.should_exit = True
         await task
+
+
+@dataclass
+class ServeProcess:
+    """`busstats serve` in a process of its own, as in production."""
+
+    process: asyncio.subprocess.Process
+    url: str
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    async def stop(self) -> int:
+        """SIGTERM, and wait (bounded) for the process to end."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            return await self.process.wait()
+
+
+SHORT_LEASES = {"BUSSTATS_LEASE_SECONDS": "2", "BUSSTATS_LEASE_RENEW_SECONDS": "0.5"}
+"""So that a killed process's jobs are taken for dead within seconds."""
+
+
+def s3_environment(bucket: str, endpoint: str) -> dict[str, str]:
+    return {
+        "BUSSTATS_STORE": f"s3://{bucket}",
+        "BUSSTATS_S3_ENDPOINT_URL": endpoint,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+    }
+
+
+@contextlib.asynccontextmanager
+async def serve_process(
+    environment: dict[str, str], http: aiohttp.ClientSession
+) -> AsyncIterator[ServeProcess]:
+    """Start `busstats serve` with these BUSSTATS_* settings on a free port; wait until it
+    answers /health; kill it on the way out if the test did not stop it."""
+    with free_socket() as sock:
+        port = sock.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "busstats.cli", "serve", "--port", str(port),
+        env={**os.environ, **SHORT_LEASES, **environment},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    running = ServeProcess(process, f"http://127.0.0.1:{port}")
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                assert process.returncode is None, "busstats serve exited early"
+                try:
+                    async with http.get(f"{running.url}/health") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+        yield running
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

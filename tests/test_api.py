@@ -118,6 +118,7 @@ async def test_stats_over_an_empty_store(api: str, http: aiohttp.ClientSession) 
             "to": "2024-05-02",
             "stats": [],
             "dates_without_data": ["2024-05-01", "2024-05-02"],
+            "incomplete_dates": [],
         }
 
 

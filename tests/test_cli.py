@@ -58,8 +58,10 @@ async def test_dev_brings_up_simulator_and_api_with_local_storage(
             _, stderr = await process.communicate()
     assert job["status"] == "succeeded"
     assert len(answer["stats"]) == 5
-    assert (tmp_path / "data" / "parquet" / "date=2024-05-01" / "city=0.parquet").is_file()
-    assert (tmp_path / "data" / "raw" / "date=2024-05-01" / "city=29.json").is_file()
+    run = job["job_id"]
+    assert (tmp_path / "data" / "parquet" / "date=2024-05-01" / f"city=0.{run}.parquet").is_file()
+    assert (tmp_path / "data" / "raw" / "date=2024-05-01" / f"city=29.{run}.json").is_file()
+    assert (tmp_path / "data" / "summary" / "2024-05-01.parquet").is_file()
     # uvicorn shuts down cleanly, then re-raises SIGTERM so the exit status tells why it ended
     assert process.returncode in (0, -signal.SIGTERM), stderr.decode()
     assert "Application shutdown complete" in stderr.decode()

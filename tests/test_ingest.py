@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -10,28 +9,20 @@ from typing import Any
 import aiohttp
 import pytest
 
-from busstats.config import DateParam, Settings
+from busstats.config import DateParam
 from busstats.layout import PARQUET, RAW, date_prefix, parquet_key, raw_key
 from busstats.refsim import CITIES, Fault, SimulatorConfig
 from busstats.refsim.server import JUNK_ROWS
-from busstats.store import LocalStore, S3Store, Store
+from busstats.store import LocalStore, Store
 from tests.expected import assert_same_stats, country_stats
 from tests.flows import country_stats as get_stats
 from tests.flows import ingest, raw_files
-from tests.servers import RunningSimulator, api_server, simulator
+from tests.servers import api_server, settings_for, simulator
 
 DAY = dt.date(2024, 5, 1)
 COUNTRY_OF = {city.id: city.country for city in CITIES}
 SMALL = SimulatorConfig(rows=(200, 400), min_latency=0.5, max_latency=0.7)
 """Every city waits at least 0.5 s, so all 30 requests are surely in flight at once."""
-
-
-def settings_for(store: Store, sim: RunningSimulator, **overrides: Any) -> Settings:
-    """Settings naming this store; the store object itself is handed to the app."""
-    assert isinstance(store, S3Store | LocalStore)
-    location = f"s3://{store.bucket}" if isinstance(store, S3Store) else str(store.root)
-    base = Settings(store=location, reference_url=sim.url, reference_backoff_seconds=0.01)
-    return dataclasses.replace(base, **overrides)
 
 
 async def ingest_day(
@@ -112,11 +103,20 @@ async def test_a_failing_city_leaves_the_job_partial_and_the_others_intact(
     assert "answered 500" in failed[0]["error"]
     assert failed[0]["rows"] == 0
     keys = await store.list_keys(date_prefix(PARQUET, DAY))
-    assert parquet_key(DAY, 7) not in keys
+    assert parquet_key(DAY, 7, job["job_id"]) not in keys
     assert len(keys) == len(CITIES) - 1
     raw = await raw_files(store, [DAY])
     assert (DAY, 7) not in raw
     assert_same_stats(answer["stats"], country_stats(raw, COUNTRY_OF))
+    # a city with no data at all makes the date incomplete, and the answer says so
+    [incomplete] = answer["incomplete_dates"]
+    assert incomplete["date"] == DAY.isoformat()
+    assert (incomplete["cities_listed"], incomplete["cities_counted"]) == (len(CITIES), 29)
+    assert "city 7" in incomplete["reason"]
+    assert "answered 500" in incomplete["reason"]
+    seven = next(city for city in CITIES if city.id == 7)
+    row = next(r for r in answer["stats"] if r["country"] == seven.country)
+    assert row["cities_counted"] == sum(c.country == seven.country for c in CITIES) - 1
 
 
 async def test_junk_rows_are_counted_with_reasons_and_left_out_of_the_stats(
@@ -143,9 +143,9 @@ async def test_junk_rows_are_counted_with_reasons_and_left_out_of_the_stats(
 
 
 async def test_reingesting_a_date_replaces_it(store: Store, http: aiohttp.ClientSession) -> None:
-    gone_city = 999  # a city upstream no longer lists
-    await store.put_bytes(raw_key(DAY, gone_city), b"[]")
-    await store.put_bytes(parquet_key(DAY, gone_city), b"stale")
+    gone_city, old_run = 999, "0" * 32  # a city upstream no longer lists, from an old run
+    await store.put_bytes(raw_key(DAY, gone_city, old_run), b"[]")
+    await store.put_bytes(parquet_key(DAY, gone_city, old_run), b"stale")
     stray = f"{date_prefix(PARQUET, DAY)}_notes.txt"  # not ours: left alone, never read
     await store.put_bytes(stray, b"hello")
     config = SimulatorConfig(rows=(20, 30), max_latency=0.05)
@@ -158,9 +158,12 @@ async def test_reingesting_a_date_replaces_it(store: Store, http: aiohttp.Client
     assert first["status"] == second["status"] == "succeeded"
     assert first["job_id"] != second["job_id"]
     assert once == twice  # same upstream data, counted once
-    assert len(await store.list_keys(date_prefix(RAW, DAY))) == len(CITIES)
+    assert once["incomplete_dates"] == []
+    assert await store.list_keys(date_prefix(RAW, DAY)) == sorted(
+        raw_key(DAY, city.id, second["job_id"]) for city in CITIES
+    )
     assert await store.list_keys(date_prefix(PARQUET, DAY)) == sorted(
-        [parquet_key(DAY, city.id) for city in CITIES] + [stray]
+        [parquet_key(DAY, city.id, second["job_id"]) for city in CITIES] + [stray]
     )
     assert await store.list_keys("summary/") == ["summary/2024-05-01.parquet"]
 

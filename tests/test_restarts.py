@@ -34,6 +34,7 @@ async def start_serve(
         **os.environ,
         "BUSSTATS_STORE": str(tmp_path / "store"),
         "BUSSTATS_REFERENCE_URL": reference_url,
+        **SHORT_LEASES,
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "busstats.cli", "serve", "--port", str(port),
@@ -69,6 +70,8 @@ async def stored_job(tmp_path: Path, job_id: str) -> dict[str, Any]:
 
 
 SLOW = SimulatorConfig(rows=(5, 10), max_latency=60)
+SHORT_LEASES = {"BUSSTATS_LEASE_SECONDS": "2", "BUSSTATS_LEASE_RENEW_SECONDS": "0.5"}
+"""So that a killed process's jobs are taken for dead within seconds."""
 
 
 async def test_sigterm_during_a_job_stops_quickly_and_records_it_interrupted(
@@ -99,13 +102,14 @@ async def test_a_job_of_a_killed_process_is_failed_at_the_next_start(
 
         process, url = await start_serve(tmp_path, sim.url, http)
         try:
-            async with http.get(f"{url}/jobs/{job_id}") as response:
-                job = await response.json()
+            job = await wait_for_job(http, url, job_id, limit_seconds=20)
         finally:
             process.send_signal(signal.SIGTERM)
             await process.wait()
     assert job["status"] == "failed"
-    assert "found at start-up" in job["error"]
+    assert "stopped renewing its lease" in job["error"]
+    assert all(city["status"] in {"succeeded", "failed"} for city in job["cities"])
+    assert await LocalStore(tmp_path / "store").list_keys("jobs/running/") == []
 
 
 async def test_two_requests_for_one_date_run_one_after_the_other(

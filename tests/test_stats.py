@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from busstats.convert import CityInfo, convert_file
-from busstats.layout import parquet_key
 from busstats.stats import country_stats
 from busstats.store import Store
+from tests.flows import commit_city
 
 MAY_1 = dt.date(2024, 5, 1)
 MAY_2 = dt.date(2024, 5, 2)
@@ -34,8 +34,8 @@ async def put_city(
     raw = tmp_path / f"{day}-{city.city_id}.json"
     raw.write_text(json.dumps(rows))
     out = raw.with_suffix(".parquet")
-    convert_file(raw, out, city, day)
-    await store.put_file(parquet_key(day, city.city_id), out)
+    result = convert_file(raw, out, city, day)
+    await commit_city(store, day, city, raw, out, result)
 
 
 async def test_the_average_delay_is_over_buses_not_over_cities(

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
 
+from busstats.commit import read_summary
 from busstats.layout import PARQUET, RAW, date_prefix, parquet_key, raw_key
 from busstats.refsim import CITIES, SimulatorConfig
 from busstats.store import ObjectNotFound, S3Store, StoreError
@@ -78,15 +79,19 @@ def parquet_sha(data: bytes) -> str:
     return metadata[b"busstats.raw_sha256"].decode()
 
 
-async def assert_pairs_consistent(store: S3Store) -> set[int]:
-    """Every Parquet file names the sha256 of the raw file beside it; returns their cities."""
-    cities: set[int] = set()
-    for key in await store.list_keys(date_prefix(PARQUET, DAY)):
-        city_id = int(key.rsplit("=", 1)[1].removesuffix(".parquet"))
-        raw = await store.get_bytes(raw_key(DAY, city_id))
-        assert parquet_sha(await store.get_bytes(key)) == hashlib.sha256(raw).hexdigest(), key
-        cities.add(city_id)
-    return cities
+async def assert_pairs_consistent(store: S3Store) -> dict[int, str]:
+    """Every committed Parquet file names the sha256 of the raw file committed with it, both
+    from one run; returns the run of each city."""
+    summary, _ = await read_summary(store, DAY)
+    runs: dict[int, str] = {}
+    for row in summary.filter("counted").iter_rows(named=True):
+        raw = await store.get_bytes(row["raw_key"])
+        parquet = await store.get_bytes(row["parquet_key"])
+        assert parquet_sha(parquet) == hashlib.sha256(raw).hexdigest(), row
+        assert row["raw_key"] == raw_key(DAY, row["city_id"], row["run_id"])
+        assert row["parquet_key"] == parquet_key(DAY, row["city_id"], row["run_id"])
+        runs[row["city_id"]] = row["run_id"]
+    return runs
 
 
 async def test_a_parquet_upload_failing_mid_job_never_pairs_new_raw_with_old_parquet(
@@ -101,11 +106,12 @@ async def test_a_parquet_upload_failing_mid_job_never_pairs_new_raw_with_old_par
             simulator(first_answer) as sim,
             api_server(dataclasses.replace(settings, reference_url=sim.url)) as api,
         ):
-            assert (await ingest(http, api, DAY.isoformat()))["status"] == "succeeded"
-        assert await assert_pairs_consistent(store) == {c.id for c in CITIES}
+            first = await ingest(http, api, DAY.isoformat())
+        assert first["status"] == "succeeded"
+        assert await assert_pairs_consistent(store) == {c.id: first["job_id"] for c in CITIES}
 
         # 2. upstream now answers differently, and S3 refuses city 3's Parquet mid-job
-        proxy.fail("PUT", r"/parquet/date=2024-05-01/city=3\.parquet")
+        proxy.fail("PUT", r"/parquet/date=2024-05-01/city=3\.[0-9a-f]+\.parquet")
         async with simulator(SimulatorConfig(seed=1, rows=(20, 30), max_latency=0.02)) as sim:
             with_sim = dataclasses.replace(settings, reference_url=sim.url)
             async with api_server(with_sim) as api:
@@ -113,18 +119,21 @@ async def test_a_parquet_upload_failing_mid_job_never_pairs_new_raw_with_old_par
                 answer = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
                 city = next(c for c in job["cities"] if c["city_id"] == 3)
                 assert job["status"] == "partial"
-                assert "S3 put parquet/date=2024-05-01/city=3.parquet failed" in city["error"]
-                assert await assert_pairs_consistent(store) == {c.id for c in CITIES} - {3}
+                assert f"S3 put parquet/date=2024-05-01/city=3.{job['job_id']}" in city["error"]
+                # city 3 still counts, from the pair of the first run; the others are new
+                assert await assert_pairs_consistent(store) == {
+                    c.id: first["job_id"] if c.id == 3 else job["job_id"] for c in CITIES
+                }
                 raw = await raw_files(store, [DAY])
-                del raw[(DAY, 3)]  # stored, but without Parquet it is not counted
                 assert_same_stats(answer["stats"], country_stats(raw, COUNTRY_OF))
+                assert answer["incomplete_dates"] == []
 
                 # 3. S3 heals; the same request again makes the date whole and consistent
                 proxy.heal()
                 job = await ingest(http, api, DAY.isoformat())
                 answer = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
         assert job["status"] == "succeeded"
-        assert await assert_pairs_consistent(store) == {c.id for c in CITIES}
+        assert await assert_pairs_consistent(store) == {c.id: job["job_id"] for c in CITIES}
         for kind in (RAW, PARQUET):
             assert len(await store.list_keys(date_prefix(kind, DAY))) == len(CITIES)
         assert_same_stats(answer["stats"], country_stats(await raw_files(store, [DAY]), COUNTRY_OF))
@@ -135,14 +144,15 @@ async def test_a_parquet_upload_failing_mid_job_never_pairs_new_raw_with_old_par
 async def test_a_passing_s3_error_is_retried_by_botocore(
     bucket: str, proxy: FaultProxy, http: aiohttp.ClientSession
 ) -> None:
-    rule = proxy.fail("PUT", r"/parquet/date=2024-05-01/city=5\.parquet", times=2)
+    rule = proxy.fail("PUT", r"/parquet/date=2024-05-01/city=5\.[0-9a-f]+\.parquet", times=2)
     async with simulator(SimulatorConfig(rows=(5, 10), max_latency=0.02)) as sim:
         settings = s3_settings(bucket, proxy.url, reference_url=sim.url)
         async with api_server(settings) as api:
             job = await ingest(http, api, DAY.isoformat())
     assert rule.failed == 2
     assert job["status"] == "succeeded"
-    assert sum(parquet_key(DAY, 5) in line for line in proxy.seen if line.startswith("PUT")) == 3
+    key = parquet_key(DAY, 5, job["job_id"])
+    assert sum(key in line for line in proxy.seen if line.startswith("PUT")) == 3
 
 
 async def test_stats_answer_503_when_the_store_fails(

@@ -9,17 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import polars as pl
 
 from busstats.config import Settings
 from busstats.convert import CityInfo, convert_file
-from busstats.layout import parquet_key, summary_key
+from busstats.layout import summary_key
 from busstats.refsim import Fault, SimulatorConfig
 from busstats.stats import Source, country_stats
 from busstats.store import LocalStore, Store
-from busstats.summary import city_partial, encode_summary
 from tests.faultproxy import fault_proxy
-from tests.flows import ingest, wait_for_job
+from tests.flows import commit_city, ingest, wait_for_job
 from tests.servers import MotoEndpoint, api_server, s3_settings, simulator
 
 DAY = dt.date(2024, 5, 1)
@@ -38,7 +36,6 @@ async def stats_both_ways(http: aiohttp.ClientSession, api: str, start: str, end
 
 async def test_fractional_delays_sum_the_same_by_either_route(store: Store, tmp_path: Path) -> None:
     delays = ["PT0.1S", "PT0.2S", "PT3.3S", "PT1H0.7S", "PT59.999999S", "-PT0.3S", "P0D"]
-    partials = []
     for city_id, country in enumerate(["Peru", "Peru", "Côte d'Ivoire"]):
         rows = [
             {
@@ -52,16 +49,12 @@ async def test_fractional_delays_sum_the_same_by_either_route(store: Store, tmp_
         ]
         raw = tmp_path / f"{city_id}.json"
         raw.write_text(json.dumps(rows))
-        result = convert_file(
-            raw, raw.with_suffix(".parquet"), CityInfo(city_id, "X", country), DAY
-        )
-        await store.put_file(parquet_key(DAY, city_id), raw.with_suffix(".parquet"))
-        partials.append(city_partial(DAY, city_id, "X", country, result))
+        city = CityInfo(city_id, "X", country)
+        result = convert_file(raw, raw.with_suffix(".parquet"), city, DAY)
+        await commit_city(store, DAY, city, raw, raw.with_suffix(".parquet"), result)
     from_full = await country_stats(store, DAY, DAY, Source.FULL)
-    no_summary_yet = await country_stats(store, DAY, DAY, Source.SUMMARY)
-    await store.put_bytes(summary_key(DAY), encode_summary(pl.concat(partials)))
     from_summary = await country_stats(store, DAY, DAY, Source.SUMMARY)
-    assert from_summary == from_full == no_summary_yet
+    assert from_summary == from_full
     assert [s.country for s in from_summary.stats] == ["Côte d'Ivoire", "Peru"]
 
 
@@ -103,7 +96,7 @@ async def test_a_city_that_failed_this_time_is_summarised_from_its_earlier_data(
     assert answers[1] == answers[0]  # same upstream data; city 6 counted from its earlier files
 
 
-async def test_a_running_job_first_withdraws_the_dates_summary(
+async def test_a_running_reingest_leaves_the_previous_commit_in_place(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     store = LocalStore(tmp_path)
@@ -112,7 +105,8 @@ async def test_a_running_job_first_withdraws_the_dates_summary(
         api_server(Settings(store=str(tmp_path), reference_url=sim.url), store) as api,
     ):
         await ingest(http, api, DAY.isoformat())
-    assert await store.list_keys("summary/")
+    committed = await store.get_bytes(summary_key(DAY))
+    before = await country_stats(store, DAY, DAY)
     slow = SimulatorConfig(seed=1, rows=(20, 30), max_latency=1.0)
     async with (
         simulator(slow) as sim,
@@ -123,12 +117,13 @@ async def test_a_running_job_first_withdraws_the_dates_summary(
         async with asyncio.timeout(10):
             while sim.state.stats_calls == 0:  # noqa: ASYNC110 - polling another task's counter
                 await asyncio.sleep(0.01)
-        # mid-job: no summary, so stats come from the files as they are right now
-        assert await store.list_keys("summary/") == []
-        async with http.get(f"{api}/country-stats?from={DAY}&to={DAY}") as response:
-            assert response.status == 200
+        # mid-job: the previous commit stands and is what both routes answer from
+        assert await store.get_bytes(summary_key(DAY)) == committed
+        for source in Source:
+            assert await country_stats(store, DAY, DAY, source) == before
         assert (await wait_for_job(http, api, job_id))["status"] == "succeeded"
-    assert await store.list_keys("summary/") == ["summary/2024-05-01.parquet"]
+    assert await store.get_bytes(summary_key(DAY)) != committed
+    assert await country_stats(store, DAY, DAY) != before  # another seed: other numbers
 
 
 async def test_stats_cost_one_store_request_per_summarised_date(
@@ -146,4 +141,7 @@ async def test_stats_cost_one_store_request_per_summarised_date(
             async with http.get(f"{api}/country-stats?from=2024-05-01&to=2024-05-03") as response:
                 assert response.status == 200
             requests = proxy.seen[seen_before:]
-    assert sorted(requests) == [f"GET /{bucket}/summary/2024-05-0{n}.parquet?" for n in (1, 2, 3)]
+    # two listings (the range's summaries, and its dates holding raw files), one GET per date
+    gets = sorted(r for r in requests if r.startswith("GET /") and "list-type" not in r)
+    assert gets == [f"GET /{bucket}/summary/2024-05-0{n}.parquet?" for n in (1, 2, 3)]
+    assert len(requests) == len(gets) + 2

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from busstats.config import Settings
-from busstats.layout import PARQUET, RAW, date_prefix, parquet_key
+from busstats.layout import PARQUET, RAW, city_file_of, date_prefix
 from busstats.refsim import CITIES, Fault, SimulatorConfig
 from busstats.store import LocalStore
 from tests.flows import ingest
@@ -40,7 +40,8 @@ async def assert_other_cities_stored(store: LocalStore) -> None:
     for kind in (RAW, PARQUET):
         keys = await store.list_keys(date_prefix(kind, DAY))
         assert len(keys) == len(CITIES) - 1
-    assert parquet_key(DAY, BROKEN) not in await store.list_keys(date_prefix(PARQUET, DAY))
+    stored = [city_file_of(key) for key in await store.list_keys(date_prefix(PARQUET, DAY))]
+    assert BROKEN not in {file.city_id for file in stored if file is not None}
 
 
 @pytest.mark.parametrize(
@@ -181,9 +182,10 @@ async def test_city_names_never_reach_a_key_or_path(
     assert job["status"] == "succeeded", job
     store = LocalStore(tmp_path)
     data_files = await store.list_keys("raw/") + await store.list_keys("parquet/")
+    run = job["job_id"]
     assert data_files == [
-        "raw/date=2024-05-01/city=12.json",
-        "raw/date=2024-05-01/city=3.json",
-        "parquet/date=2024-05-01/city=12.parquet",
-        "parquet/date=2024-05-01/city=3.parquet",
+        f"raw/date=2024-05-01/city=12.{run}.json",
+        f"raw/date=2024-05-01/city=3.{run}.json",
+        f"parquet/date=2024-05-01/city=12.{run}.parquet",
+        f"parquet/date=2024-05-01/city=3.{run}.parquet",
     ]

@@ -112,10 +112,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncGenerator[None]:
         opened = store or await open_store(settings)
         runner = JobRunner(opened, settings)
-        try:
-            await runner.recover()
-        except StoreError as exc:
-            log.error("could not look for jobs an earlier process left unfinished: %s", exc)
+        await runner.start()
         app.state.settings = settings
         app.state.store = opened
         app.state.runner = runner

@@ -42,6 +42,14 @@ class Settings:
     max_bytes_in_flight: int = 256 * 1024 * 1024
     """Memory that cities being converted and uploaded may hold at once."""
     max_range_days: int = 3660
+    temp_dir: str | None = None
+    """Where downloads wait to be converted (a `busstats/` folder inside); the system's
+    temporary folder when unset."""
+    lease_seconds: float = 30.0
+    """How long a job's and a date's lease last without renewal; after that, any process
+    may end the job (its process is taken for dead) or take the date over."""
+    lease_renew_seconds: float = 5.0
+    """How often a process renews the leases it holds; well below `lease_seconds`."""
 
     @property
     def s3_bucket(self) -> str | None:
@@ -112,7 +120,16 @@ class Settings:
             max_range_days=int(
                 number("BUSSTATS_MAX_RANGE_DAYS", defaults.max_range_days, minimum=1)
             ),
+            temp_dir=optional("BUSSTATS_TEMP_DIR"),
+            lease_seconds=number("BUSSTATS_LEASE_SECONDS", defaults.lease_seconds, minimum=1),
+            lease_renew_seconds=number(
+                "BUSSTATS_LEASE_RENEW_SECONDS", defaults.lease_renew_seconds, minimum=0.1
+            ),
         )
+        if settings.lease_renew_seconds * 2 > settings.lease_seconds:
+            raise ConfigError(
+                "BUSSTATS_LEASE_RENEW_SECONDS must be at most half of BUSSTATS_LEASE_SECONDS"
+            )
         if settings.s3_bucket is not None and len(settings.s3_bucket) < 3:
             raise ConfigError(f"BUSSTATS_STORE={settings.store!r} does not name a bucket")
         return settings

@@ -1,33 +1,32 @@
-"""One ingest job: every city's day from the reference server into the store."""
+"""One ingest job: every city's day from the reference server, stored under the run's own
+keys, then committed in one write and the superseded files swept away."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 import time
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
-import aiohttp
-import polars as pl
+import stamina
 
-from busstats.budget import ByteBudget
-from busstats.config import Settings
-from busstats.convert import SLICE_BYTES, CityInfo, UnusableResponse, convert_file
-from busstats.jobs import CityReport, CityStatus, JobRecord, JobStatus, JobStore, now
-from busstats.layout import (
-    PARQUET,
-    RAW,
-    city_id_of,
-    date_prefix,
-    parquet_key,
-    raw_key,
-    summary_key,
+from busstats.commit import (
+    COMMIT_ATTEMPTS,
+    ListedCity,
+    StoredCity,
+    read_summary,
+    summary_rows,
+    sweep_date,
+    write_summary,
 )
-from busstats.reference import City, ReferenceClient, ReferenceError, RetryPolicy
-from busstats.store import Store, StoreError
+from busstats.convert import SLICE_BYTES, CityInfo, UnusableResponse, convert_file
+from busstats.jobs import CityReport, CityStatus, JobRecord, JobStatus, now
+from busstats.layout import parquet_key, raw_key
+from busstats.recorder import JobRecorder
+from busstats.reference import City, ReferenceClient, ReferenceError
+from busstats.resources import ProcessResources
+from busstats.store import PreconditionFailed, Store, StoreError
 from busstats.store.s3 import PART_SIZE
-from busstats.summary import PARTIAL_SCHEMA, city_partial, encode_summary, partials_from_parquet
 
 log = logging.getLogger(__name__)
 
@@ -38,75 +37,71 @@ def memory_needed(raw_size: int) -> int:
     return 20 * min(raw_size, SLICE_BYTES) + min(raw_size, PART_SIZE)
 
 
+def _store_down(exc: Exception) -> bool:
+    return isinstance(exc, StoreError) and not isinstance(exc, PreconditionFailed)
+
+
+class CommitFailed(Exception):
+    """The date's summary could not be written; the previous commit stands."""
+
+
 class Ingest:
-    """Runs one job to its end, saving the record as cities finish."""
+    """Runs one job to its end. The caller holds the date's lease throughout and passes
+    `confirm_lease`, which renews it and raises if it was lost, for just before the commit."""
 
-    def __init__(self, job: JobRecord, store: Store, jobs: JobStore, settings: Settings) -> None:
-        self.job = job
+    def __init__(
+        self,
+        recorder: JobRecorder,
+        store: Store,
+        client: ReferenceClient,
+        resources: ProcessResources,
+        confirm_lease: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.job: JobRecord = recorder.job
+        self._recorder = recorder
         self._store = store
-        self._jobs = jobs
-        self._settings = settings
-        self._save_lock = asyncio.Lock()
-        self._slots = asyncio.Semaphore(settings.city_concurrency)
-        self._budget = ByteBudget(settings.max_bytes_in_flight)
-        self._partials: dict[int, pl.DataFrame] = {}
-        """Summary rows of the cities this job stored."""
+        self._client = client
+        self._resources = resources
+        self._confirm_lease = confirm_lease
+        self._stored: dict[int, StoredCity] = {}
 
-    async def run(self) -> JobRecord:
+    async def run(self) -> None:
         job = self.job
         job.status = JobStatus.RUNNING
         job.started_at = now()
-        await self._save()
+        self._recorder.changed()
         try:
-            # Until this job writes a fresh one, the date's stats come from the full data.
-            await self._store.delete([summary_key(job.date)])
-        except StoreError as exc:
-            job.error = f"could not clear the date's summary, so nothing was changed: {exc}"
+            cities = await self._client.cities()
+        except ReferenceError as exc:
+            job.error = str(exc)
             job.conclude()
-            await self._save()
-            return job
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=self._settings.reference_timeout_seconds,
-            sock_read=self._settings.reference_timeout_seconds,
-        )
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            settings = self._settings
-            retry = RetryPolicy(
-                attempts=settings.reference_attempts,
-                wait_initial=settings.reference_backoff_seconds,
-                wait_max=max(8.0, settings.reference_backoff_seconds),
-            )
-            client = ReferenceClient(
-                session, settings.reference_url, settings.reference_date_param, retry
-            )
-            try:
-                cities = await client.cities()
-            except ReferenceError as exc:
-                job.error = str(exc)
-            else:
-                job.cities = [
-                    CityReport(city_id=c.id, city_name=c.name, country=c.country) for c in cities
-                ]
-                await self._save()
-                await asyncio.gather(
-                    *(
-                        self._city(client, city, report)
-                        for city, report in zip(cities, job.cities, strict=True)
-                    )
-                )
-                await self._remove_cities_not_listed({c.id for c in cities})
-                await self._write_summary()
-        job.conclude()
-        await self._save()
-        return job
+            return
+        job.cities = [CityReport(city_id=c.id, city_name=c.name, country=c.country) for c in cities]
+        self._recorder.changed()
+        async with asyncio.TaskGroup() as group:
+            for city, report in zip(cities, job.cities, strict=True):
+                group.create_task(self._city(city, report))
+        try:
+            await self._commit()
+        except CommitFailed as exc:
+            job.fail(f"nothing was committed; the date's previous data stands: {exc}")
+        else:
+            job.conclude()
+        await self.sweep()
 
-    async def _city(self, client: ReferenceClient, city: City, report: CityReport) -> None:
-        async with self._slots:
+    async def sweep(self) -> None:
+        """Remove the date's files no commit names (superseded, crashed or failed runs)."""
+        removed = await sweep_date(self._store, self.job.date)
+        if removed:
+            log.info("job %s removed %d superseded files", self.job.job_id, len(removed))
+
+    async def _city(self, city: City, report: CityReport) -> None:
+        async with self._resources.city_slots:
             started = time.monotonic()
             report.status = CityStatus.RUNNING
+            self._recorder.changed()
             try:
-                await self._ingest_city(client, city, report)
+                self._stored[city.id] = await self._ingest_city(city, report)
                 report.status = CityStatus.SUCCEEDED
             except (ReferenceError, UnusableResponse, StoreError) as exc:
                 report.status = CityStatus.FAILED
@@ -116,76 +111,67 @@ class Ingest:
                 report.status = CityStatus.FAILED
                 report.error = f"internal error: {exc!r}"
             report.duration_seconds = round(time.monotonic() - started, 3)
-        await self._save()
+            self._recorder.changed()
 
-    async def _ingest_city(self, client: ReferenceClient, city: City, report: CityReport) -> None:
-        day = self.job.date
-        with tempfile.TemporaryDirectory(prefix="busstats-") as folder:
-            raw_path = Path(folder) / "raw.json"
-            parquet_path = Path(folder) / "data.parquet"
+    async def _ingest_city(self, city: City, report: CityReport) -> StoredCity:
+        day, run_id = self.job.date, self.job.job_id
+        with self._resources.temp_folder() as folder:
+            raw_path = folder / "raw.json"
+            parquet_path = folder / "data.parquet"
             with raw_path.open("wb") as raw_file:
-                download = await client.download_day(city.id, day, raw_file)
+                download = await self._client.download_day(city.id, day, raw_file)
             report.raw_bytes = download.size
             info = CityInfo(city.id, city.name, city.country)
-            provenance = {"job_id": self.job.job_id, "raw_sha256": download.sha256}
-            async with self._budget.reserve(memory_needed(download.size)):
+            provenance = {"job_id": run_id, "raw_sha256": download.sha256}
+            async with self._resources.budget.reserve(memory_needed(download.size)):
                 result = await asyncio.to_thread(
                     convert_file, raw_path, parquet_path, info, day, provenance=provenance
                 )
-                await self._replace_city_files(city.id, raw_path, parquet_path)
+                # The run's own keys: nothing a reader uses is overwritten; the commit decides.
+                await self._store.put_file(raw_key(day, city.id, run_id), raw_path)
+                await self._store.put_file(parquet_key(day, city.id, run_id), parquet_path)
             report.parquet_bytes = parquet_path.stat().st_size
-        self._partials[city.id] = city_partial(day, city.id, city.name, city.country, result)
         report.rows = result.rows
         report.invalid_rows = result.invalid_rows
         report.invalid_examples = result.invalid_examples
+        return StoredCity(
+            city=ListedCity(city.id, city.name, city.country),
+            raw_key=raw_key(day, city.id, run_id),
+            parquet_key=parquet_key(day, city.id, run_id),
+            buses=result.rows,
+            passengers=result.passengers,
+            delay_microseconds=result.delay_microseconds,
+            accident=result.accident,
+        )
 
-    async def _replace_city_files(self, city_id: int, raw_path: Path, parquet_path: Path) -> None:
-        """Store a city's raw and Parquet files so that no failure leaves a mismatched pair.
-
-        The old Parquet goes first: until the new one is complete, the city has no Parquet
-        (the stats leave it out, the job says why) rather than old Parquet beside new raw.
-        Each object appears whole or not at all (single PUT, or a completed multipart upload).
-        """
-        day = self.job.date
-        await self._store.delete([parquet_key(day, city_id)])
-        await self._store.put_file(raw_key(day, city_id), raw_path)
-        await self._store.put_file(parquet_key(day, city_id), parquet_path)
-
-    async def _remove_cities_not_listed(self, listed: set[int]) -> None:
-        """Re-ingesting a date replaces it: files of cities upstream no longer lists go."""
+    async def _commit(self) -> None:
+        """Write the date's summary naming this run's files; retried while the store is down.
+        Nothing new stored: nothing to commit, the previous commit stands."""
+        if not self._stored:
+            return
         try:
-            stale: list[str] = []
-            for kind in (RAW, PARQUET):
-                keys = await self._store.list_keys(date_prefix(kind, self.job.date))
-                stale += [
-                    k for k in keys if (city := city_id_of(k)) is not None and city not in listed
-                ]
-            if stale:
-                await self._store.delete(stale)
-        except StoreError as exc:
-            self.job.error = f"could not remove files of cities no longer listed: {exc}"
+            async for attempt in stamina.retry_context(
+                on=_store_down, attempts=None, timeout=None, wait_initial=0.5, wait_max=10
+            ):
+                with attempt:
+                    await self._commit_once()
+        except PreconditionFailed as exc:
+            raise CommitFailed(str(exc)) from exc
+        self.job.commit_id = self.job.job_id
 
-    async def _write_summary(self) -> None:
-        """Summarise exactly the Parquet files the date now has, fresh or from earlier runs."""
-        day = self.job.date
-        try:
-            cities = {
-                city_id: key
-                for key in await self._store.list_keys(date_prefix(PARQUET, day))
-                if (city_id := city_id_of(key)) is not None
-            }
-            earlier = [key for city_id, key in cities.items() if city_id not in self._partials]
-            frames = [self._partials[city_id] for city_id in cities if city_id in self._partials]
-            if earlier:
-                target = self._store.scan_target(earlier)
-                frames.append(
-                    await asyncio.to_thread(lambda: partials_from_parquet(target).collect())
-                )
-            partials = pl.concat(frames) if frames else pl.DataFrame(schema=PARTIAL_SCHEMA)
-            await self._store.put_bytes(summary_key(day), encode_summary(partials))
-        except (StoreError, pl.exceptions.PolarsError, OSError) as exc:
-            self.job.error = f"the date's summary was not written; stats use the full data: {exc}"
-
-    async def _save(self) -> None:
-        async with self._save_lock:
-            await self._jobs.save(self.job)
+    async def _commit_once(self) -> None:
+        job = self.job
+        listed = [ListedCity(c.city_id, c.city_name, c.country) for c in job.cities]
+        failures = {c.city_id: c.error or "failed" for c in job.cities if c.error is not None}
+        for _ in range(COMMIT_ATTEMPTS):
+            previous, read = await read_summary(self._store, job.date)
+            rows = summary_rows(job.date, job.job_id, listed, self._stored, failures, previous)
+            await self._confirm_lease()
+            try:
+                await write_summary(self._store, job.date, rows, read)
+                return
+            except PreconditionFailed:
+                continue  # the summary changed since we read it: read it again
+        raise PreconditionFailed(
+            f"the date's summary changed under this job {COMMIT_ATTEMPTS} times"
+        )

@@ -10,8 +10,8 @@ from enum import StrEnum
 import msgspec
 
 from busstats.convert import InvalidRow
-from busstats.layout import job_key, running_marker_key
-from busstats.store import ObjectNotFound, Store
+from busstats.layout import job_key
+from busstats.store import ObjectNotFound, Store, Versioned
 
 
 class JobStatus(StrEnum):
@@ -20,6 +20,9 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     PARTIAL = "partial"  # some cities failed; the others are stored
     FAILED = "failed"
+
+
+FINAL = {JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED}
 
 
 class CityStatus(StrEnum):
@@ -43,6 +46,10 @@ class CityReport(msgspec.Struct, kw_only=True):
     error: str | None = None
     duration_seconds: float | None = None
 
+    @property
+    def finished(self) -> bool:
+        return self.status in {CityStatus.SUCCEEDED, CityStatus.FAILED}
+
 
 class JobRecord(msgspec.Struct, kw_only=True):
     job_id: str
@@ -52,30 +59,48 @@ class JobRecord(msgspec.Struct, kw_only=True):
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     error: str | None = None
+    """Why the job did not fully succeed; None when it did."""
+    commit_id: str | None = None
+    """Set when the job committed the date (its own id); None when it changed nothing."""
     cities: list[CityReport] = msgspec.field(default_factory=list[CityReport])
 
     @classmethod
     def new(cls, day: dt.date) -> JobRecord:
         return cls(job_id=uuid.uuid4().hex, date=day, status=JobStatus.QUEUED, created_at=now())
 
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL
+
     def fail(self, reason: str) -> None:
-        """End the job as failed, whatever its cities did."""
+        """End the job as failed, whatever its cities did; unfinished cities fail with it."""
+        self._end_unfinished_cities(reason)
         self.status = JobStatus.FAILED
         self.error = reason
         self.finished_at = now()
 
     def conclude(self) -> None:
         """Set the overall status from the cities' outcomes and stamp the end time."""
+        self._end_unfinished_cities("the job ended before this city was done")
         succeeded = sum(city.status is CityStatus.SUCCEEDED for city in self.cities)
+        failed = len(self.cities) - succeeded
         if succeeded == 0:
             self.status = JobStatus.FAILED
             if self.error is None:
                 self.error = "no city could be ingested" if self.cities else "no cities listed"
-        elif succeeded < len(self.cities) or self.error is not None:
+        elif failed or self.error is not None:
             self.status = JobStatus.PARTIAL
+            if self.error is None:
+                self.error = f"{failed} of {len(self.cities)} cities failed"
         else:
             self.status = JobStatus.SUCCEEDED
         self.finished_at = now()
+
+    def _end_unfinished_cities(self, reason: str) -> None:
+        for city in self.cities:
+            if not city.finished:
+                city.status = CityStatus.FAILED
+                city.error = city.error or f"not finished: {reason}"
 
 
 def now() -> dt.datetime:
@@ -85,31 +110,40 @@ def now() -> dt.datetime:
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
+def valid_job_id(job_id: str) -> bool:
+    return bool(_JOB_ID.match(job_id))
+
+
 class JobStore:
-    """Saves and loads job records; ids are checked so that no caller text reaches a key."""
+    """Saves and loads job records; ids are checked so that no caller text reaches a key.
+
+    Saves are conditional on the version last written, so a process that lost a job (it
+    was ended by another process after its lease expired) cannot overwrite its end."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def mark_running(self, job_id: str) -> None:
-        await self._store.put_bytes(running_marker_key(job_id), b"")
+    async def create(self, job: JobRecord) -> str:
+        """Save a new record; returns its version tag."""
+        return await self._store.put_bytes(
+            job_key(job.job_id), msgspec.json.encode(job), if_absent=True
+        )
 
-    async def unmark_running(self, job_id: str) -> None:
-        await self._store.delete([running_marker_key(job_id)])
+    async def replace(self, job: JobRecord, etag: str) -> str:
+        """Save over the version `etag`; PreconditionFailed if the record changed since."""
+        return await self._store.put_bytes(
+            job_key(job.job_id), msgspec.json.encode(job), if_match=etag
+        )
 
-    async def marked_running(self) -> list[str]:
-        """Ids of jobs whose process may have died before they finished."""
-        prefix = running_marker_key("")
-        return [key.removeprefix(prefix) for key in await self._store.list_keys(prefix)]
-
-    async def save(self, job: JobRecord) -> None:
-        await self._store.put_bytes(job_key(job.job_id), msgspec.json.encode(job))
-
-    async def load(self, job_id: str) -> JobRecord | None:
-        if not _JOB_ID.match(job_id):
+    async def load_versioned(self, job_id: str) -> tuple[JobRecord, str] | None:
+        if not valid_job_id(job_id):
             return None
         try:
-            data = await self._store.get_bytes(job_key(job_id))
+            found: Versioned = await self._store.get_versioned(job_key(job_id))
         except ObjectNotFound:
             return None
-        return msgspec.json.decode(data, type=JobRecord)
+        return msgspec.json.decode(found.data, type=JobRecord), found.etag
+
+    async def load(self, job_id: str) -> JobRecord | None:
+        found = await self.load_versioned(job_id)
+        return None if found is None else found[0]

@@ -1,20 +1,32 @@
-"""Object keys of the storage layout (see DESIGN.md).
+"""Object keys of the storage layout (docs/storage.md).
 
-Keys are built only from dates and integer city ids, never from upstream free text,
-so a city name can never reach a key or a file path.
+Keys are built only from dates, integer city ids and run ids (a job's hex id), never from
+upstream free text, so a city name can never reach a key or a file path. A run writes its
+files under keys of its own and never overwrites another run's: the date's summary, written
+in one PUT, is the commit that says which run's files count.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import NamedTuple
 
 RAW = "raw"
 PARQUET = "parquet"
 SUMMARY = "summary"
 JOBS = "jobs"
+LEASES = "leases"
 
-_CITY_FILE = re.compile(r"(?:^|/)city=(\d+)\.(?:json|parquet)$")
+_CITY_FILE = re.compile(r"(?:^|/)city=(\d+)(?:\.([0-9a-f]{32}))?\.(?:json|parquet)$")
+"""A run's city file; files of the layout before commits existed have no run id."""
+_SUMMARY_FILE = re.compile(r"^summary/(\d{4}-\d{2}-\d{2})\.parquet$")
+_DATE_FOLDER = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/$")
+
+
+class CityFile(NamedTuple):
+    city_id: int
+    run_id: str | None
 
 
 def date_prefix(kind: str, day: dt.date) -> str:
@@ -22,17 +34,19 @@ def date_prefix(kind: str, day: dt.date) -> str:
     return f"{kind}/date={day.isoformat()}/"
 
 
-def raw_key(day: dt.date, city_id: int) -> str:
-    return f"{date_prefix(RAW, day)}city={city_id}.json"
+def raw_key(day: dt.date, city_id: int, run_id: str) -> str:
+    """The bytes one run received for one city and date."""
+    return f"{date_prefix(RAW, day)}city={city_id}.{run_id}.json"
 
 
-def parquet_key(day: dt.date, city_id: int) -> str:
-    return f"{date_prefix(PARQUET, day)}city={city_id}.parquet"
+def parquet_key(day: dt.date, city_id: int, run_id: str) -> str:
+    """One run's typed copy of a city's day; the Hive folder carries the date."""
+    return f"{date_prefix(PARQUET, day)}city={city_id}.{run_id}.parquet"
 
 
 def summary_key(day: dt.date) -> str:
-    """One small Parquet file per date: a row per city with its counts and sums, and the
-    date as a column, so a glob of `summary/*.parquet` reads as one table."""
+    """The date's commit: a small Parquet file with a row per city (its counts and sums, and
+    which raw and Parquet object they come from). `summary/*.parquet` reads as one table."""
     return f"{SUMMARY}/{day.isoformat()}.parquet"
 
 
@@ -40,12 +54,29 @@ def job_key(job_id: str) -> str:
     return f"{JOBS}/{job_id}.json"
 
 
-def running_marker_key(job_id: str) -> str:
-    """An empty object that exists while a job runs, so a restart finds jobs left behind."""
+def job_lease_key(job_id: str) -> str:
+    """The lease of an unfinished job: it exists from submission to the job's recorded end,
+    and its process renews it; an expired one tells any process the job was left behind."""
     return f"{JOBS}/running/{job_id}"
 
 
-def city_id_of(key: str) -> int | None:
-    """The city id a raw or Parquet key names, or None for any other key."""
+def date_lease_key(day: dt.date) -> str:
+    """Held by the one job that may write and commit a date, across all processes."""
+    return f"{LEASES}/date={day.isoformat()}"
+
+
+def city_file_of(key: str) -> CityFile | None:
+    """The city and run a raw or Parquet key names, or None for any other key."""
     match = _CITY_FILE.search(key)
-    return int(match.group(1)) if match else None
+    return CityFile(int(match.group(1)), match.group(2)) if match else None
+
+
+def date_of_summary(key: str) -> dt.date | None:
+    match = _SUMMARY_FILE.match(key)
+    return dt.date.fromisoformat(match.group(1)) if match else None
+
+
+def date_of_folder(folder: str) -> dt.date | None:
+    """The date of a `<kind>/date=YYYY-MM-DD/` folder."""
+    match = _DATE_FOLDER.search(folder)
+    return dt.date.fromisoformat(match.group(1)) if match else None

@@ -1,92 +1,286 @@
-"""Runs ingest jobs in the background of the API process."""
+"""Runs ingest jobs in the background of the process, safely beside other processes.
+
+Each job holds a lease (`jobs/running/<id>`) from submission to its recorded end, and while
+it runs, the lease of its date; this process renews both every few seconds. A job whose
+lease expired was left behind by a process that died: any process ends it (at start-up and
+periodically), never a job whose process is alive.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 
+from busstats.commit import read_summary, sweep_date
 from busstats.config import Settings
 from busstats.ingest import Ingest
-from busstats.jobs import JobRecord, JobStatus, JobStore
-from busstats.store import Store, StoreError
+from busstats.jobs import JobRecord, JobStore
+from busstats.layout import date_lease_key, job_lease_key
+from busstats.leases import Lease, LeaseLost, Leases, now, process_owner
+from busstats.recorder import JobRecorder, RecordTakenOver
+from busstats.reference import ReferenceClient, RetryPolicy
+from busstats.resources import ProcessResources
+from busstats.store import PreconditionFailed, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the service stopped before the job finished"
-LEFT_BEHIND = "interrupted: the service ended before the job finished (found at start-up)"
-UNFINISHED = {JobStatus.QUEUED, JobStatus.RUNNING}
+LEFT_BEHIND = "interrupted: the process running this job stopped renewing its lease (it died)"
+PROGRESS_SAVE_SECONDS = 1.0
+SHUTDOWN_SAVE_SECONDS = 4.0
+
+
+@dataclass(eq=False)
+class RunningJob:
+    recorder: JobRecorder
+    job_lease: Lease
+    date_lease: Lease | None = None
+    lease_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    abort_reason: str | None = None
+    task: asyncio.Task[None] | None = None
+    finishing: bool = False
+    """Set once the job records its end: from then on nothing may cancel it."""
+
+    @property
+    def job(self) -> JobRecord:
+        return self.recorder.job
+
+    def abort(self, reason: str) -> None:
+        """Stop the job's remaining work; it ends `failed` with `reason`."""
+        if self.abort_reason is None and not self.finishing:
+            self.abort_reason = reason
+            if self.task is not None:
+                self.task.cancel()
 
 
 class JobRunner:
-    """Starts jobs as tasks; jobs for the same date run one after the other, never interleaved."""
+    """Starts jobs as tasks; jobs for the same date run one after the other, across processes."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self._store = store
         self._settings = settings
         self.jobs = JobStore(store)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.leases = Leases(store, process_owner(), settings.lease_seconds)
+        self.resources = ProcessResources(settings)
+        self._running: dict[str, RunningJob] = {}
         self._date_locks: defaultdict[dt.date, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._keeper: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        """Open shared resources, end jobs dead processes left, and start renewing leases."""
+        await self.resources.open()
+        try:
+            await self._store.remove_leftovers()
+            await self.recover()
+        except StoreError as exc:
+            log.error("could not look for jobs an earlier process left unfinished: %s", exc)
+        self._keeper = asyncio.create_task(self._keep_leases(), name="lease keeper")
 
     async def submit(self, day: dt.date) -> JobRecord:
         """Record a queued job and start it; returns once the record is saved."""
         job = JobRecord.new(day)
-        await self.jobs.mark_running(job.job_id)
-        await self.jobs.save(job)
-        task = asyncio.create_task(self._run(job), name=f"ingest {day} {job.job_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        lease = await self.leases.take(job_lease_key(job.job_id), job.job_id)
+        if lease is None:  # a fresh random id: only a store gone wrong could do this
+            raise StoreError(f"the lease of new job {job.job_id} exists already")
+        etag = await self.jobs.create(job)
+        recorder = JobRecorder(self.jobs, job, etag, PROGRESS_SAVE_SECONDS)
+        running = RunningJob(recorder, lease)
+        running.task = asyncio.create_task(self._run(running), name=f"ingest {day} {job.job_id}")
+        self._running[job.job_id] = running
         return job
 
-    async def _run(self, job: JobRecord) -> None:
+    async def _run(self, running: RunningJob) -> None:
+        job = running.job
+        running.recorder.start(
+            lambda why: running.abort(f"stopped: another process ended this job ({why})")
+        )
+        swept = False
         try:
             async with self._date_locks[job.date]:
-                await Ingest(job, self._store, self.jobs, self._settings).run()
+                running.date_lease = await self._take_date_lease(running)
+                ingest = Ingest(
+                    running.recorder,
+                    self._store,
+                    self._reference_client(),
+                    self.resources,
+                    lambda: self._renew(running, "date_lease"),
+                )
+                await ingest.run()
+                swept = True
         except asyncio.CancelledError:
-            job.fail(INTERRUPTED)
-            if await self._save_quietly(job):
-                await self._unmark_quietly(job.job_id)
-            raise
+            job.fail(running.abort_reason or INTERRUPTED)
+            if running.abort_reason is None:
+                raise
+        except (LeaseLost, RecordTakenOver) as exc:
+            job.fail(f"stopped: another process took this job over ({exc})")
         except StoreError as exc:
-            log.error("job %s could not record its progress: %s", job.job_id, exc)
+            job.fail(f"the store failed: {exc}")
         except Exception:
             log.exception("job %s failed unexpectedly", job.job_id)
             job.fail("internal error; see the service log")
-            if await self._save_quietly(job):
-                await self._unmark_quietly(job.job_id)
-        else:
-            await self._unmark_quietly(job.job_id)
+        finally:
+            await self._finish(running, swept)
 
-    async def recover(self) -> None:
-        """Fail the jobs a previous process left unfinished, so none stays `running` forever.
+    async def _finish(self, running: RunningJob, swept: bool) -> None:
+        """Record the end (retrying while the store is down), give back the leases."""
+        job = running.job
+        running.finishing = True
+        await running.recorder.stop()
+        timeout = SHUTDOWN_SAVE_SECONDS if self._closing else None
+        recorded = await running.recorder.save_end(timeout)
+        if not swept and running.date_lease is not None and running.abort_reason is None:
+            swept = await self._sweep_holding_lease(job.date, timeout)
+        if running.date_lease is not None:
+            await self._quietly(self.leases.release(running.date_lease), "release a date lease")
+        self._running.pop(job.job_id, None)
+        # A lease left in place (end not recorded, or files not swept) expires, and recovery
+        # in any process then finishes the job's record and sweeps its date.
+        if recorded and swept:
+            await self._quietly(self.leases.release(running.job_lease), "release a job lease")
 
-        Assumes one API process per store: it would also fail another live process's jobs.
-        """
-        for job_id in await self.jobs.marked_running():
-            job = await self.jobs.load(job_id)
-            if job is not None and job.status in UNFINISHED:
-                job.fail(LEFT_BEHIND)
-                await self.jobs.save(job)
-                log.warning("job %s was left unfinished by an earlier process", job_id)
-            await self.jobs.unmark_running(job_id)
-
-    async def _unmark_quietly(self, job_id: str) -> None:
+    async def _sweep_holding_lease(self, day: dt.date, limit: float | None) -> bool:
+        """Remove what a job cut short left under its date; False if that failed."""
         try:
-            await self.jobs.unmark_running(job_id)
-        except StoreError as exc:
-            log.error("could not clear the running mark of job %s: %s", job_id, exc)
-
-    async def _save_quietly(self, job: JobRecord) -> bool:
-        try:
-            await self.jobs.save(job)
-        except StoreError as exc:
-            log.error("could not record the end of job %s: %s", job.job_id, exc)
+            async with asyncio.timeout(limit):
+                await sweep_date(self._store, day)
+        except (StoreError, TimeoutError) as exc:
+            log.warning("files of %s left for the next clean-up: %r", day, exc)
             return False
         return True
 
+    async def _take_date_lease(self, running: RunningJob) -> Lease:
+        """Wait, queued, until this job holds its date's lease."""
+        key = date_lease_key(running.job.date)
+        poll = min(1.0, self._settings.lease_renew_seconds)
+        while True:
+            try:
+                lease = await self.leases.take(key, running.job.job_id)
+            except StoreError as exc:
+                log.warning(
+                    "job %s waits for the store to take its date: %s", running.job.job_id, exc
+                )
+                lease = None
+            if lease is not None:
+                return lease
+            await asyncio.sleep(poll)
+
+    async def _renew(self, running: RunningJob, which: str) -> None:
+        """Renew one of the job's leases; LeaseLost if another process took it."""
+        async with running.lease_lock:
+            lease: Lease | None = getattr(running, which)
+            if lease is not None:
+                setattr(running, which, await self.leases.renew(lease))
+
+    async def _keep_leases(self) -> None:
+        """Renew every lease this process holds; end jobs left behind, now and then."""
+        interval = self._settings.lease_renew_seconds
+        last_recovery = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            for running in list(self._running.values()):
+                for which in ("job_lease", "date_lease"):
+                    try:
+                        await self._renew(running, which)
+                    except LeaseLost as exc:
+                        running.abort(f"stopped: another process took this job over ({exc})")
+                    except StoreError as exc:
+                        log.warning(
+                            "could not renew a lease of job %s yet: %s", running.job.job_id, exc
+                        )
+            if time.monotonic() - last_recovery >= self._settings.lease_seconds:
+                last_recovery = time.monotonic()
+                await self._quietly(self.recover(), "look for jobs left behind")
+
+    async def recover(self) -> None:
+        """End the jobs whose lease expired: their process died before recording their end.
+        Jobs of live processes (this one or others) are left alone."""
+        prefix = job_lease_key("")
+        for key in await self._store.list_keys(prefix):
+            job_id = key.removeprefix(prefix)
+            if job_id in self._running:
+                continue
+            lease = await self.leases.read(key)
+            if lease is None or lease.body.expires_at > now():
+                continue
+            # Taking the lease over stops its old holder, should it still be alive, from
+            # renewing it and from writing the job's record.
+            taken = await self.leases.take(key, job_id)
+            if taken is None:
+                continue
+            day = await self._end_left_behind(job_id)
+            if day is not None and not await self._sweep_if_free(day, job_id):
+                continue  # the date is busy; that job sweeps it when it ends
+            await self.leases.release(taken)
+
+    async def _end_left_behind(self, job_id: str) -> dt.date | None:
+        for _ in range(3):
+            found = await self.jobs.load_versioned(job_id)
+            if found is None:
+                return None
+            job, etag = found
+            if job.finished:
+                return job.date
+            summary, _ = await read_summary(self._store, job.date)
+            if job_id in summary["commit_id"]:
+                job.commit_id = job_id
+                job.fail(f"{LEFT_BEHIND}, after it committed the date: its data counts")
+            else:
+                job.fail(LEFT_BEHIND)
+            try:
+                await self.jobs.replace(job, etag)
+            except PreconditionFailed:
+                continue
+            log.warning("job %s was left unfinished by a process that stopped", job_id)
+            return job.date
+        return None
+
+    async def _sweep_if_free(self, day: dt.date, holder: str) -> bool:
+        """Sweep a committed date a dead job wrote to, unless a live job holds it (that job
+        sweeps when it ends). A date with no commit keeps the dead job's files: they show
+        the date as incomplete until it is ingested again, which sweeps them."""
+        lease = await self.leases.take(date_lease_key(day), holder)
+        if lease is None:
+            return False
+        try:
+            if (await read_summary(self._store, day))[1] is not None:
+                await sweep_date(self._store, day)
+        finally:
+            await self.leases.release(lease)
+        return True
+
+    def _reference_client(self) -> ReferenceClient:
+        settings = self._settings
+        retry = RetryPolicy(
+            attempts=settings.reference_attempts,
+            wait_initial=settings.reference_backoff_seconds,
+            wait_max=max(8.0, settings.reference_backoff_seconds),
+        )
+        return ReferenceClient(
+            self.resources.session, settings.reference_url, settings.reference_date_param, retry
+        )
+
+    async def _quietly(self, action: Awaitable[object], what: str) -> None:
+        try:
+            await action
+        except StoreError as exc:
+            log.error("could not %s: %s", what, exc)
+
     async def close(self) -> None:
         """Cancel running jobs; each records itself as interrupted."""
-        for task in self._tasks:
+        self._closing = True
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.resources.close()

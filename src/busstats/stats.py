@@ -1,28 +1,28 @@
-"""Per-country, per-day statistics over a date range.
+"""Per-country, per-day statistics over a date range, from the dates' commits.
 
-By default from the per-date summaries (one object per date); dates without a summary, and
-`source=full`, are computed from the Parquet data of exactly those dates.
+Each date's committed summary says which cities count and where their data is. The default
+route sums the summaries; `source=full` scans exactly the Parquet files they name. Both see
+each date as of one commit, so an answer never mixes a date's old and new files, and both
+say which dates are incomplete.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
-from typing import TypeVar
 
 import msgspec
 import polars as pl
 
-from busstats.layout import PARQUET, date_prefix, summary_key
+from busstats.layout import RAW, SUMMARY, date_of_folder, date_of_summary, summary_key
 from busstats.store import ObjectNotFound, Store, StoreError
-from busstats.summary import decode_summaries, partials_from_parquet
+from busstats.summary import SUMMARY_SCHEMA, decode_summaries, partials_from_parquet
 
 STORE_CONCURRENCY = 32
 READ_ATTEMPTS = 3
-T = TypeVar("T")
 MICROSECONDS_PER_MINUTE = 60_000_000
+REASONS_SHOWN = 3
 
 
 class Source(StrEnum):
@@ -38,6 +38,16 @@ class CountryDay(msgspec.Struct, frozen=True):
     accident: bool
     average_delay_minutes: float
     """Mean over every bus of the country and day (not a mean of city means)."""
+    cities_counted: int
+    """Cities of this country whose data this row sums (cities with no bus that day included)."""
+
+
+class IncompleteDate(msgspec.Struct, frozen=True):
+    date: dt.date
+    cities_listed: int | None
+    """Cities upstream listed when the date was committed; None when nothing was committed."""
+    cities_counted: int
+    reason: str
 
 
 class CountryStats(msgspec.Struct, frozen=True, rename={"start": "from", "end": "to"}):
@@ -45,6 +55,9 @@ class CountryStats(msgspec.Struct, frozen=True, rename={"start": "from", "end": 
     end: dt.date
     stats: list[CountryDay]
     dates_without_data: list[dt.date]
+    incomplete_dates: list[IncompleteDate]
+    """Dates whose committed data misses cities upstream listed, or that have stored data but
+    no commit (a first ingest still running or interrupted)."""
 
 
 def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -55,47 +68,51 @@ def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
 async def country_stats(
     store: Store, start: dt.date, end: dt.date, source: Source = Source.SUMMARY
 ) -> CountryStats:
-    days = days_between(start, end)
-    summaries: dict[dt.date, bytes] = {}
-    if source is Source.SUMMARY:
-        summaries = await _summaries(store, days)
-    unsummarised = [day for day in days if day not in summaries]
-    rows = await _read(store, summaries, unsummarised)
+    """The statistics of every date from `start` to `end`, each as of its latest commit.
+
+    >>> answer = await country_stats(store, dt.date(2024, 5, 1), dt.date(2024, 5, 31))
+    >>> [(row.date, row.country, row.buses_started) for row in answer.stats][:1]
+    [(datetime.date(2024, 5, 1), 'Peru', 10196)]
+    """
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        summaries, uncommitted = await asyncio.gather(
+            _summaries(store, start, end), _uncommitted_dates(store, start, end)
+        )
+        try:
+            rows = await asyncio.to_thread(_country_days, store, summaries, source)
+            break
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            # A re-ingest committed and cleaned up files we were about to read: read again.
+            if attempt == READ_ATTEMPTS:
+                raise StoreError(f"could not read the data: {exc}") from exc
+    else:  # pragma: no cover - the loop breaks or raises
+        raise AssertionError("unreachable")
     with_data = {row.date for row in rows}
     return CountryStats(
         start=start,
         end=end,
         stats=rows,
-        dates_without_data=[day for day in days if day not in with_data],
+        dates_without_data=[day for day in days_between(start, end) if day not in with_data],
+        incomplete_dates=_incomplete(summaries, uncommitted - set(summaries["date"])),
     )
 
 
-async def _read(
-    store: Store, summaries: dict[dt.date, bytes], unsummarised: list[dt.date]
-) -> list[CountryDay]:
-    """The answer from the summaries plus the Parquet files of the other dates.
-
-    A date being re-ingested replaces its files while we read them: then list again and retry.
-    """
-    for attempt in range(1, READ_ATTEMPTS + 1):
-        files = await _parquet_files(store, unsummarised)
-        try:
-            return await asyncio.to_thread(_answer, store, summaries, files)
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            if attempt == READ_ATTEMPTS:
-                raise StoreError(f"could not read the data: {exc}") from exc
-    raise AssertionError("unreachable: the last attempt returns or raises")
+def _country_days(store: Store, summaries: pl.DataFrame, source: Source) -> list[CountryDay]:
+    counted = summaries.lazy().filter("counted")
+    if source is Source.FULL:
+        files = counted.select("parquet_key").collect().to_series().to_list()
+        if not files:
+            return []
+        partials = partials_from_parquet(store.scan_target(files))
+    else:
+        partials = counted
+    return country_days(partials, counted)
 
 
-def _answer(store: Store, summaries: dict[dt.date, bytes], files: list[str]) -> list[CountryDay]:
-    partials = [decode_summaries(list(summaries.values())).lazy()]
-    if files:
-        partials.append(partials_from_parquet(store.scan_target(files)))
-    return country_days(pl.concat(partials, how="diagonal_relaxed"))
-
-
-def country_days(partials: pl.LazyFrame) -> list[CountryDay]:
-    """Partials (a row per date and city) summed per date and country."""
+def country_days(partials: pl.LazyFrame, counted: pl.LazyFrame) -> list[CountryDay]:
+    """Partials (sums per date and city or country) summed per date and country; the number
+    of cities comes from the counted summary rows."""
+    cities = counted.group_by("date", "country").agg(cities_counted=pl.len().cast(pl.Int64))
     frame = (
         partials.group_by("date", "country")
         .agg(
@@ -105,10 +122,12 @@ def country_days(partials: pl.LazyFrame) -> list[CountryDay]:
             delay_microseconds=pl.col("delay_microseconds").sum(),
         )
         .filter(pl.col("buses_started") > 0)
+        .join(cities, on=["date", "country"], how="left")
         .with_columns(
             average_delay_minutes=pl.col("delay_microseconds")
             / pl.col("buses_started")
-            / MICROSECONDS_PER_MINUTE
+            / MICROSECONDS_PER_MINUTE,
+            cities_counted=pl.col("cities_counted").fill_null(0),
         )
         .drop("delay_microseconds")
         .sort("date", "country")
@@ -117,30 +136,70 @@ def country_days(partials: pl.LazyFrame) -> list[CountryDay]:
     return [CountryDay(**row) for row in frame.iter_rows(named=True)]
 
 
-async def _summaries(store: Store, days: list[dt.date]) -> dict[dt.date, bytes]:
-    """The summary of each date that has one: one GET per date."""
+def _incomplete(summaries: pl.DataFrame, uncommitted: set[dt.date]) -> list[IncompleteDate]:
+    found: list[IncompleteDate] = [
+        IncompleteDate(
+            date=day,
+            cities_listed=None,
+            cities_counted=0,
+            reason="data is stored but was never committed: the first ingest of this date "
+            "was interrupted or is still running; ingest the date again to repair it",
+        )
+        for day in uncommitted
+    ]
+    short = summaries.group_by("date").agg(
+        listed=pl.len(),
+        counted=pl.col("counted").sum(),
+        missing=pl.struct("city_id", "city_name", "missing_reason").filter(~pl.col("counted")),
+    )
+    for row in short.filter(pl.col("counted") < pl.col("listed")).iter_rows(named=True):
+        missing = row["missing"]
+        shown = "; ".join(
+            f"city {m['city_id']} ({m['city_name']}): {m['missing_reason']}"
+            for m in missing[:REASONS_SHOWN]
+        )
+        more = f"; and {len(missing) - REASONS_SHOWN} more" if len(missing) > REASONS_SHOWN else ""
+        found.append(
+            IncompleteDate(
+                date=row["date"],
+                cities_listed=row["listed"],
+                cities_counted=row["counted"],
+                reason=f"{len(missing)} of {row['listed']} cities upstream listed have no "
+                f"data: {shown}{more}",
+            )
+        )
+    return sorted(found, key=lambda item: item.date)
 
-    async def fetch(day: dt.date) -> bytes | None:
-        try:
-            return await store.get_bytes(summary_key(day))
-        except ObjectNotFound:
-            return None
 
-    found = await _bounded(fetch, days)
-    return {day: data for day, data in zip(days, found, strict=True) if data is not None}
-
-
-async def _parquet_files(store: Store, days: list[dt.date]) -> list[str]:
-    """The Parquet keys of exactly these dates: one listing per date, never the whole bucket."""
-    listings = await _bounded(lambda day: store.list_keys(date_prefix(PARQUET, day)), days)
-    return [key for keys in listings for key in keys if key.endswith(".parquet")]
-
-
-async def _bounded(call: Callable[[dt.date], Awaitable[T]], days: Iterable[dt.date]) -> list[T]:
+async def _summaries(store: Store, start: dt.date, end: dt.date) -> pl.DataFrame:
+    """The committed summaries of the range: found by listing (one LIST per 1,000 dates that
+    have one), then one GET each, so empty dates cost nothing."""
+    keys = await store.list_keys(
+        f"{SUMMARY}/",
+        start_after=f"{SUMMARY}/{start.isoformat()}",
+        stop_after=summary_key(end),
+    )
+    keys = [key for key in keys if date_of_summary(key) is not None]
     slots = asyncio.Semaphore(STORE_CONCURRENCY)
 
-    async def one(day: dt.date) -> T:
+    async def fetch(key: str) -> bytes | None:
         async with slots:
-            return await call(day)
+            try:
+                return await store.get_bytes(key)
+            except ObjectNotFound:
+                return None  # removed since the listing
 
-    return await asyncio.gather(*(one(day) for day in days))
+    blobs = await asyncio.gather(*(fetch(key) for key in keys))
+    if not blobs:
+        return pl.DataFrame(schema=SUMMARY_SCHEMA)
+    return decode_summaries([blob for blob in blobs if blob is not None])
+
+
+async def _uncommitted_dates(store: Store, start: dt.date, end: dt.date) -> set[dt.date]:
+    """Dates of the range with raw files stored (committed or not)."""
+    folders = await store.list_folders(
+        f"{RAW}/",
+        start_after=f"{RAW}/date={start.isoformat()}",
+        stop_after=f"{RAW}/date={end.isoformat()}/",
+    )
+    return {day for folder in folders if (day := date_of_folder(folder)) is not None}

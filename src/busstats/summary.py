@@ -1,19 +1,21 @@
-"""Per-date summaries: one row per city with the sums the stats need.
+"""Per-date summaries, which are also the dates' commits.
 
-`/country-stats` reads one small object per date instead of every city's data, so its cost
-does not grow with file size. Both the summaries and a scan of the full data give the same
-*partials* (one row per date and city), and `stats.country_days` turns partials into the
-answer, so both routes agree to the last digit: delays are summed as integer microseconds.
+A date's summary (`summary/<date>.parquet`) has one row per city upstream listed when the
+date was committed: the city's counts and sums, and the raw and Parquet object they come
+from. Writing it, in one PUT, is what commits a run; `/country-stats` reads one small object
+per date instead of every city's data, so its cost does not grow with file size.
+
+Both the summaries and a scan of the full data give the same *partials* (sums per date and
+city, or per date and country), and `stats` turns partials into the answer, so both routes
+agree to the last digit: delays are summed as integer microseconds.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 
 import polars as pl
 
-from busstats.convert import ConversionResult
 from busstats.store import ScanTarget
 
 PARTIAL_SCHEMA = pl.Schema(
@@ -28,47 +30,61 @@ PARTIAL_SCHEMA = pl.Schema(
         "accident": pl.Boolean,
     }
 )
-
-
-def city_partial(
-    day: dt.date, city_id: int, city_name: str, country: str, result: ConversionResult
-) -> pl.DataFrame:
-    """The summary row of one city, from what its conversion counted."""
-    row = {
-        "date": day,
-        "city_id": city_id,
-        "city_name": city_name,
-        "country": country,
-        "buses": result.rows,
-        "passengers": result.passengers,
-        "delay_microseconds": result.delay_microseconds,
-        "accident": result.accident,
+SUMMARY_SCHEMA = pl.Schema(
+    {
+        **PARTIAL_SCHEMA,
+        # False for a city upstream listed that has no data (its sums are zero).
+        "counted": pl.Boolean,
+        "missing_reason": pl.String,
+        # The job whose run stored the city's files (an earlier one when this run failed).
+        "run_id": pl.String,
+        "raw_key": pl.String,
+        "parquet_key": pl.String,
+        # The job that wrote this summary.
+        "commit_id": pl.String,
     }
-    return pl.DataFrame([row], schema=PARTIAL_SCHEMA)
+)
+SUM_COLUMNS = ("buses", "passengers", "delay_microseconds", "accident")
 
 
-def encode_summary(partials: pl.DataFrame) -> bytes:
-    """A date's summary as Parquet bytes: its cities' partials."""
+def encode_summary(rows: pl.DataFrame) -> bytes:
+    """A date's summary as Parquet bytes."""
     sink = io.BytesIO()
-    partials.select(PARTIAL_SCHEMA.names()).sort("city_id").write_parquet(sink, compression="zstd")
+    rows.select(SUMMARY_SCHEMA.names()).cast(dict(SUMMARY_SCHEMA.items())).sort(
+        "city_id"
+    ).write_parquet(sink, compression="zstd")
     return sink.getvalue()
 
 
 def decode_summaries(blobs: list[bytes]) -> pl.DataFrame:
-    """Stored summaries as one frame of partials (one read for all: far cheaper than many)."""
+    """Stored summaries as one frame (one read for all: far cheaper than many).
+
+    Summaries written before commits existed lack the commit columns: their cities count,
+    and their Parquet files have the key of that layout, `city=<id>.parquet`.
+    """
     if not blobs:
-        return pl.DataFrame(schema=PARTIAL_SCHEMA)
-    frame = pl.read_parquet([io.BytesIO(blob) for blob in blobs])
-    return frame.select(PARTIAL_SCHEMA.names()).cast(dict(PARTIAL_SCHEMA.items()))
+        return pl.DataFrame(schema=SUMMARY_SCHEMA)
+    frame = pl.read_parquet(
+        [io.BytesIO(blob) for blob in blobs], schema=SUMMARY_SCHEMA, missing_columns="insert"
+    )
+    day = pl.col("date").dt.to_string("%Y-%m-%d")
+    return frame.select(SUMMARY_SCHEMA.names()).with_columns(
+        counted=pl.col("counted").fill_null(True),
+        raw_key=pl.col("raw_key").fill_null(pl.format("raw/date={}/city={}.json", day, "city_id")),
+        parquet_key=pl.col("parquet_key").fill_null(
+            pl.format("parquet/date={}/city={}.parquet", day, "city_id")
+        ),
+    )
 
 
 def partials_from_parquet(target: ScanTarget) -> pl.LazyFrame:
-    """Partials computed from the full data; the date comes from the Hive path."""
+    """Sums per date and country computed from the full data; the date comes from the Hive
+    path. Grouping by country rather than city keeps the groups few."""
     return (
         pl.scan_parquet(
             target.sources, hive_partitioning=True, storage_options=target.storage_options
         )
-        .group_by("date", "city_id", "city_name", "country")
+        .group_by("date", "country")
         .agg(
             buses=pl.len().cast(pl.Int64),
             passengers=pl.col("passengers").cast(pl.Int64).sum(),

@@ -3,17 +3,26 @@
 from pathlib import Path
 
 from busstats.config import Settings
-from busstats.store.base import ObjectNotFound, ScanTarget, Store, StoreError
+from busstats.store.base import (
+    ObjectNotFound,
+    PreconditionFailed,
+    ScanTarget,
+    Store,
+    StoreError,
+    Versioned,
+)
 from busstats.store.local import LocalStore
 from busstats.store.s3 import S3Store
 
 __all__ = [
     "LocalStore",
     "ObjectNotFound",
+    "PreconditionFailed",
     "S3Store",
     "ScanTarget",
     "Store",
     "StoreError",
+    "Versioned",
     "open_store",
 ]
 

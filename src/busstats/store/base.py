@@ -15,6 +15,10 @@ class ObjectNotFound(StoreError):
     """No object under the key asked for."""
 
 
+class PreconditionFailed(StoreError):
+    """A conditional write lost: the object already exists, or changed since it was read."""
+
+
 @dataclass(frozen=True, slots=True)
 class ScanTarget:
     """What Polars needs to read a list of objects: their locations and how to reach them."""
@@ -23,10 +27,27 @@ class ScanTarget:
     storage_options: dict[str, str] | None = field(default=None)
 
 
-class Store(Protocol):
-    """Keys are `/`-separated paths as in DESIGN.md; a write is all or nothing."""
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """An object's bytes and the tag of that version, for a later conditional write."""
 
-    async def put_bytes(self, key: str, data: bytes) -> None: ...
+    data: bytes
+    etag: str
+
+
+class Store(Protocol):
+    """Keys are `/`-separated paths (see docs/storage.md); every write is all or nothing.
+
+    Conditional writes are what makes commits and leases safe across processes: `if_absent`
+    creates only when no object exists (S3 `If-None-Match: *`), `if_match` replaces only the
+    version read earlier (S3 `If-Match`); a lost race raises PreconditionFailed.
+    """
+
+    async def put_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
+        """Write the object; returns the new version's tag."""
+        ...
 
     async def put_file(self, key: str, path: Path) -> None:
         """Upload a file of any size; it becomes visible only once complete."""
@@ -36,8 +57,22 @@ class Store(Protocol):
         """The object's bytes; raises ObjectNotFound."""
         ...
 
-    async def list_keys(self, prefix: str) -> list[str]:
-        """Every key under `prefix` (recursively), sorted."""
+    async def get_versioned(self, key: str) -> Versioned:
+        """The object's bytes and version tag; raises ObjectNotFound."""
+        ...
+
+    async def list_keys(
+        self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
+    ) -> list[str]:
+        """Every key under `prefix` (recursively), sorted; with `start_after` and
+        `stop_after`, only keys strictly after the first and not after the second."""
+        ...
+
+    async def list_folders(
+        self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
+    ) -> list[str]:
+        """The folders directly under `prefix` that hold at least one object, sorted, each
+        ending in `/`; bounds as in `list_keys`."""
         ...
 
     async def delete(self, keys: list[str]) -> None:
@@ -48,6 +83,11 @@ class Store(Protocol):
 
     async def check(self) -> None:
         """Raise StoreError unless the store answers."""
+        ...
+
+    async def remove_leftovers(self) -> int:
+        """Remove what writers that died mid-write left (temporary files, unfinished
+        uploads), never a live writer's; returns how many were removed."""
         ...
 
     async def close(self) -> None: ...

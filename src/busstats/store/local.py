@@ -3,43 +3,112 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import BinaryIO
 
-from busstats.store.base import ObjectNotFound, ScanTarget, StoreError
+from busstats.store.base import (
+    ObjectNotFound,
+    PreconditionFailed,
+    ScanTarget,
+    StoreError,
+    Versioned,
+)
+
+_TEMP_PREFIX = ".tmp-"
+_LOCK_NAME = ".conditional-writes.lock"
+
+
+def _etag(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class LocalStore:
+    """Writes go to a hidden temporary file beside the target, then are renamed into place, so
+    readers see a whole object or none. Conditional writes hold an exclusive `flock` on one
+    lock file of the store, which serialises them across the processes of this machine."""
+
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root):
+        if not path.is_relative_to(self.root) or path == self.root:
             raise StoreError(f"key {key!r} leaves the store folder")
         return path
 
-    def _write_atomically(self, key: str, write: Callable[[BinaryIO], object]) -> None:
-        """Write into a temporary file beside the target, then rename it into place."""
+    def _write_atomically(
+        self, key: str, write: Callable[[BinaryIO], object], *, exclusive: bool = False
+    ) -> None:
+        """Write into a temporary file beside the target, then move it into place; with
+        `exclusive`, fail with PreconditionFailed if the target exists."""
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+        fd, tmp_name = tempfile.mkstemp(
+            dir=target.parent, prefix=f"{_TEMP_PREFIX}{os.getpid()}-", suffix=target.suffix
+        )
         try:
             with os.fdopen(fd, "wb") as tmp:
                 write(tmp)
                 tmp.flush()
                 os.fsync(tmp.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
+            if exclusive:
+                try:
+                    os.link(tmp_name, target)  # atomic, and fails if the target exists
+                except FileExistsError:
+                    raise PreconditionFailed(f"{key} exists already") from None
+            else:
+                os.replace(tmp_name, target)
+        finally:
             Path(tmp_name).unlink(missing_ok=True)
-            raise
 
-    async def put_bytes(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self._write_atomically, key, lambda f: f.write(data))
+    @contextlib.contextmanager
+    def _conditional_lock(self) -> Generator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / _LOCK_NAME).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _put_conditionally(
+        self, key: str, data: bytes, if_absent: bool, if_match: str | None
+    ) -> None:
+        with self._conditional_lock():
+            if if_match is not None:
+                try:
+                    current = _etag(self._path(key).read_bytes())
+                except FileNotFoundError:
+                    raise PreconditionFailed(f"{key} is gone") from None
+                if current != if_match:
+                    raise PreconditionFailed(f"{key} changed since it was read")
+            self._write_atomically(key, lambda f: f.write(data), exclusive=if_absent)
+
+    async def put_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
+        if if_absent or if_match is not None:
+            await asyncio.to_thread(self._put_conditionally, key, data, if_absent, if_match)
+        else:
+            await asyncio.to_thread(self._write_atomically, key, lambda f: f.write(data))
+        return _etag(data)
 
     async def put_file(self, key: str, path: Path) -> None:
         def copy(dest: BinaryIO) -> None:
@@ -51,28 +120,61 @@ class LocalStore:
     async def get_bytes(self, key: str) -> bytes:
         try:
             return await asyncio.to_thread(self._path(key).read_bytes)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(key) from None
 
-    async def list_keys(self, prefix: str) -> list[str]:
+    async def get_versioned(self, key: str) -> Versioned:
+        data = await self.get_bytes(key)
+        return Versioned(data, _etag(data))
+
+    async def list_keys(
+        self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
+    ) -> list[str]:
         def walk() -> list[str]:
             base = self._path(prefix) if prefix else self.root
             if not base.is_dir():
                 return []
-            return sorted(
+            keys = (
                 path.relative_to(self.root).as_posix()
                 for path in base.rglob("*")
-                if path.is_file() and not path.name.startswith(".tmp-")
+                if path.is_file() and not path.name.startswith(".")
             )
+            return sorted(k for k in keys if _within(k, start_after, stop_after))
+
+        return await asyncio.to_thread(walk)
+
+    async def list_folders(
+        self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
+    ) -> list[str]:
+        def walk() -> list[str]:
+            base = self._path(prefix) if prefix else self.root
+            if not base.is_dir():
+                return []
+            folders = (
+                path.relative_to(self.root).as_posix() + "/"
+                for path in base.iterdir()
+                if path.is_dir() and _holds_a_file(path)
+            )
+            return sorted(f for f in folders if _within(f, start_after, stop_after))
 
         return await asyncio.to_thread(walk)
 
     async def delete(self, keys: list[str]) -> None:
         def remove() -> None:
             for key in keys:
-                self._path(key).unlink(missing_ok=True)
+                path = self._path(key)
+                path.unlink(missing_ok=True)
+                self._remove_empty_folders(path.parent)
 
         await asyncio.to_thread(remove)
+
+    def _remove_empty_folders(self, folder: Path) -> None:
+        while folder != self.root and folder.is_relative_to(self.root):
+            try:
+                folder.rmdir()
+            except OSError:
+                return  # not empty (or already gone): stop here
+            folder = folder.parent
 
     def scan_target(self, keys: list[str]) -> ScanTarget:
         return ScanTarget([str(self._path(key)) for key in keys])
@@ -85,5 +187,31 @@ class LocalStore:
 
         await asyncio.to_thread(probe)
 
+    async def remove_leftovers(self) -> int:
+        """Remove temporary files that processes which no longer run left behind (kill -9
+        mid-write); returns how many. Files of live processes are kept."""
+
+        def sweep() -> int:
+            removed = 0
+            if not self.root.is_dir():
+                return 0
+            for path in self.root.rglob(f"{_TEMP_PREFIX}*"):
+                owner = path.name.removeprefix(_TEMP_PREFIX).split("-", 1)[0]
+                if owner.isdigit() and _pid_alive(int(owner)):
+                    continue
+                path.unlink(missing_ok=True)
+                removed += 1
+            return removed
+
+        return await asyncio.to_thread(sweep)
+
     async def close(self) -> None:
         return None
+
+
+def _within(key: str, start_after: str | None, stop_after: str | None) -> bool:
+    return (start_after is None or key > start_after) and (stop_after is None or key <= stop_after)
+
+
+def _holds_a_file(folder: Path) -> bool:
+    return any(p.is_file() and not p.name.startswith(".") for p in folder.rglob("*"))

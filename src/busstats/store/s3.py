@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,13 +13,22 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from busstats.store.base import ObjectNotFound, ScanTarget, StoreError
+from busstats.store.base import (
+    ObjectNotFound,
+    PreconditionFailed,
+    ScanTarget,
+    StoreError,
+    Versioned,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 PART_SIZE = 16 * 1024 * 1024
 """Files above this size go up as a multipart upload of parts this large."""
+CONNECTIONS = 64
+"""Open S3 connections at most: room for every city's upload at the default concurrency, with
+connections to spare for leases and records when uploads hang (botocore's default is 10)."""
 
 
 @contextlib.asynccontextmanager
@@ -30,6 +40,8 @@ async def _translated_errors(action: str) -> AsyncGenerator[None]:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in {"NoSuchKey", "404", "NotFound"}:
             raise ObjectNotFound(action) from exc
+        if code in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}:
+            raise PreconditionFailed(f"S3 {action}: {code}") from exc
         raise StoreError(f"S3 {action} failed: {exc}") from exc
     except BotoCoreError as exc:
         raise StoreError(f"S3 {action} failed: {exc}") from exc
@@ -66,6 +78,7 @@ class S3Store:
             retries={"mode": "standard", "max_attempts": attempts},
             connect_timeout=10,
             read_timeout=60,
+            max_pool_connections=CONNECTIONS,
             s3={"addressing_style": "path"} if endpoint_url else None,
         )
         exit_stack = contextlib.AsyncExitStack()
@@ -90,9 +103,21 @@ class S3Store:
             options["aws_secret_access_key"] = secret_access_key
         return cls(client, bucket, options, exit_stack, part_size)
 
-    async def put_bytes(self, key: str, data: bytes) -> None:
+    async def put_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
         async with _translated_errors(f"put {key}"):
-            await self._client.put_object(Bucket=self.bucket, Key=key, Body=data)
+            if if_absent:
+                answer = await self._client.put_object(
+                    Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*"
+                )
+            elif if_match is not None:
+                answer = await self._client.put_object(
+                    Bucket=self.bucket, Key=key, Body=data, IfMatch=if_match
+                )
+            else:
+                answer = await self._client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        return answer.get("ETag", "")
 
     async def put_file(self, key: str, path: Path) -> None:
         size = (await asyncio.to_thread(path.stat)).st_size
@@ -136,13 +161,45 @@ class S3Store:
             async with answer["Body"] as body:
                 return await body.read()
 
-    async def list_keys(self, prefix: str) -> list[str]:
-        keys: list[str] = []
+    async def get_versioned(self, key: str) -> Versioned:
+        async with _translated_errors(f"get {key}"):
+            answer = await self._client.get_object(Bucket=self.bucket, Key=key)
+            async with answer["Body"] as body:
+                return Versioned(await body.read(), answer.get("ETag", ""))
+
+    async def list_keys(
+        self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
+    ) -> list[str]:
+        return await self._list(prefix, "Contents", "Key", start_after, stop_after)
+
+    async def list_folders(
+        self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
+    ) -> list[str]:
+        return await self._list(prefix, "CommonPrefixes", "Prefix", start_after, stop_after)
+
+    async def _list(
+        self,
+        prefix: str,
+        section: str,
+        field: str,
+        start_after: str | None,
+        stop_after: str | None,
+    ) -> list[str]:
+        """One LIST per 1,000 entries, from `start_after` on, stopping past `stop_after`."""
+        found: list[str] = []
+        arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if section == "CommonPrefixes":
+            arguments["Delimiter"] = "/"
+        if start_after is not None:
+            arguments["StartAfter"] = start_after
         async with _translated_errors(f"list {prefix}"):
             paginator = self._client.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                keys.extend(item["Key"] for item in page.get("Contents", []) if "Key" in item)
-        return sorted(keys)
+            async for page in paginator.paginate(**arguments):
+                names: list[str] = [item[field] for item in page.get(section, []) if field in item]
+                found.extend(n for n in names if stop_after is None or n <= stop_after)
+                if stop_after is not None and names and max(names) > stop_after:
+                    break
+        return sorted(found)
 
     async def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
@@ -162,6 +219,24 @@ class S3Store:
     async def check(self) -> None:
         async with _translated_errors(f"head bucket {self.bucket}"):
             await self._client.head_bucket(Bucket=self.bucket)
+
+    async def remove_leftovers(self, older_than: dt.timedelta = dt.timedelta(hours=6)) -> int:
+        """Abort multipart uploads started longer ago than `older_than` that no process
+        completed (a kill -9 mid-upload leaves them, billed but invisible); returns how many."""
+        cutoff = dt.datetime.now(dt.UTC) - older_than
+        aborted = 0
+        async with _translated_errors("list multipart uploads"):
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            async for page in paginator.paginate(Bucket=self.bucket):
+                for upload in page.get("Uploads", []):
+                    key, upload_id = upload.get("Key"), upload.get("UploadId")
+                    started = upload.get("Initiated")
+                    if key and upload_id and started is not None and started <= cutoff:
+                        await self._client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=key, UploadId=upload_id
+                        )
+                        aborted += 1
+        return aborted
 
     async def close(self) -> None:
         await self._exit_stack.aclose()

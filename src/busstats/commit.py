@@ -1,0 +1,133 @@
+"""Committing a date: one conditional PUT of its summary, then the clean-up of what it replaced.
+
+A run uploads its cities' raw and Parquet files under keys carrying its run id, so nothing a
+reader may be using is overwritten. The commit writes the date's summary, which names, per
+city upstream listed, the files that count; readers see the date wholly as before or wholly
+as after. The write is conditional on the summary the run read, so two writers of one date
+can never both win. Afterwards `sweep_date` deletes every city file of the date that the
+summary does not name: superseded runs, crashed runs, and this run's own failed uploads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import polars as pl
+
+from busstats.layout import PARQUET, RAW, city_file_of, date_prefix, summary_key
+from busstats.store import ObjectNotFound, Store, Versioned
+from busstats.summary import SUMMARY_SCHEMA, decode_summaries, encode_summary
+
+COMMIT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ListedCity:
+    city_id: int
+    city_name: str
+    country: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCity:
+    """A city this run stored, with the sums its conversion counted."""
+
+    city: ListedCity
+    raw_key: str
+    parquet_key: str
+    buses: int
+    passengers: int
+    delay_microseconds: int
+    accident: bool
+
+
+def summary_rows(
+    day: dt.date,
+    run_id: str,
+    listed: Iterable[ListedCity],
+    stored: dict[int, StoredCity],
+    failures: dict[int, str],
+    previous: pl.DataFrame,
+) -> pl.DataFrame:
+    """The date's new summary: a row per listed city. A city this run stored counts with its
+    new files; one that failed keeps its previous committed row if it had one, else it is
+    listed as not counted, with the reason."""
+    earlier = {row["city_id"]: row for row in previous.filter("counted").iter_rows(named=True)}
+    rows: list[dict[str, object]] = []
+    for city in listed:
+        if (new := stored.get(city.city_id)) is not None:
+            rows.append(
+                {
+                    "date": day,
+                    "city_id": city.city_id,
+                    "city_name": city.city_name,
+                    "country": city.country,
+                    "buses": new.buses,
+                    "passengers": new.passengers,
+                    "delay_microseconds": new.delay_microseconds,
+                    "accident": new.accident,
+                    "counted": True,
+                    "missing_reason": None,
+                    "run_id": run_id,
+                    "raw_key": new.raw_key,
+                    "parquet_key": new.parquet_key,
+                }
+            )
+        elif (old := earlier.get(city.city_id)) is not None:
+            rows.append(old)
+        else:
+            rows.append(
+                {
+                    "date": day,
+                    "city_id": city.city_id,
+                    "city_name": city.city_name,
+                    "country": city.country,
+                    "buses": 0,
+                    "passengers": 0,
+                    "delay_microseconds": 0,
+                    "accident": False,
+                    "counted": False,
+                    "missing_reason": failures.get(city.city_id, "no data"),
+                }
+            )
+    return pl.DataFrame(rows, schema=SUMMARY_SCHEMA).with_columns(commit_id=pl.lit(run_id))
+
+
+async def read_summary(store: Store, day: dt.date) -> tuple[pl.DataFrame, Versioned | None]:
+    """The date's committed summary (empty when none) and the version read."""
+    try:
+        found = await store.get_versioned(summary_key(day))
+    except ObjectNotFound:
+        return pl.DataFrame(schema=SUMMARY_SCHEMA), None
+    return decode_summaries([found.data]), found
+
+
+async def write_summary(
+    store: Store, day: dt.date, rows: pl.DataFrame, read: Versioned | None
+) -> None:
+    """The commit: replace exactly the version read; PreconditionFailed if it changed."""
+    data = encode_summary(rows)
+    if read is None:
+        await store.put_bytes(summary_key(day), data, if_absent=True)
+    else:
+        await store.put_bytes(summary_key(day), data, if_match=read.etag)
+
+
+async def sweep_date(store: Store, day: dt.date) -> list[str]:
+    """Delete the date's city files that its committed summary does not name; returns them.
+
+    Call it only while holding the date's lease: then no run is writing files for the date.
+    """
+    summary, _ = await read_summary(store, day)
+    committed = summary.filter("counted")
+    keep = set(committed["raw_key"].drop_nulls()) | set(committed["parquet_key"].drop_nulls())
+    unreferenced: list[str] = []
+    for kind in (RAW, PARQUET):
+        for key in await store.list_keys(date_prefix(kind, day)):
+            if city_file_of(key) is not None and key not in keep:
+                unreferenced.append(key)
+    if unreferenced:
+        await store.delete(unreferenced)
+    return unreferenced

@@ -1,0 +1,78 @@
+"""What all jobs of one process share, so every limit holds for the process, not per job:
+city slots, the bytes-in-flight budget, one HTTP connection pool and one temporary folder."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Generator
+from pathlib import Path
+
+import aiohttp
+
+from busstats.budget import ByteBudget
+from busstats.config import Settings
+
+log = logging.getLogger(__name__)
+_FOLDER_PREFIX = "proc-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ProcessResources:
+    def __init__(self, settings: Settings) -> None:
+        self.city_slots = asyncio.Semaphore(settings.city_concurrency)
+        """Cities in progress at once, over all jobs of this process."""
+        self.budget = ByteBudget(settings.max_bytes_in_flight)
+        self._temp_parent = Path(settings.temp_dir or tempfile.gettempdir()) / "busstats"
+        self.temp_root = self._temp_parent / f"{_FOLDER_PREFIX}{os.getpid()}"
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=settings.reference_timeout_seconds,
+            sock_read=settings.reference_timeout_seconds,
+        )
+        self._connections = settings.city_concurrency + 4
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        """Create the temp folder, removing those of processes that died, and the HTTP pool."""
+        await asyncio.to_thread(self._prepare_temp)
+        connector = aiohttp.TCPConnector(limit=self._connections)
+        self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "open() first"
+        return self._session
+
+    def _prepare_temp(self) -> None:
+        self._temp_parent.mkdir(parents=True, exist_ok=True)
+        for folder in self._temp_parent.glob(f"{_FOLDER_PREFIX}*"):
+            owner = folder.name.removeprefix(_FOLDER_PREFIX)
+            if owner.isdigit() and (int(owner) == os.getpid() or not _pid_alive(int(owner))):
+                log.info("removing temporary files a stopped process left: %s", folder)
+                shutil.rmtree(folder, ignore_errors=True)
+        self.temp_root.mkdir()
+
+    @contextlib.contextmanager
+    def temp_folder(self) -> Generator[Path]:
+        """A fresh folder for one city's files, removed afterwards."""
+        with tempfile.TemporaryDirectory(dir=self.temp_root) as folder:
+            yield Path(folder)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        await asyncio.to_thread(shutil.rmtree, self.temp_root, True)
