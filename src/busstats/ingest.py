@@ -24,7 +24,14 @@ from busstats.layout import (
     raw_key,
     summary_key,
 )
-from busstats.reference import City, ReferenceClient, ReferenceError, RetryPolicy
+from busstats.reference import (
+    City,
+    DateSpelling,
+    DownloadLimits,
+    ReferenceClient,
+    ReferenceError,
+    RetryPolicy,
+)
 from busstats.store import Store, StoreError
 from busstats.store.s3 import PART_SIZE
 from busstats.summary import PARTIAL_SCHEMA, city_partial, encode_summary, partials_from_parquet
@@ -41,8 +48,16 @@ def memory_needed(raw_size: int) -> int:
 class Ingest:
     """Runs one job to its end, saving the record as cities finish."""
 
-    def __init__(self, job: JobRecord, store: Store, jobs: JobStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        job: JobRecord,
+        store: Store,
+        jobs: JobStore,
+        settings: Settings,
+        date_spelling: DateSpelling | None = None,
+    ) -> None:
         self.job = job
+        self._date_spelling = date_spelling or DateSpelling(settings.reference_date_param)
         self._store = store
         self._jobs = jobs
         self._settings = settings
@@ -77,14 +92,17 @@ class Ingest:
                 wait_initial=settings.reference_backoff_seconds,
                 wait_max=max(8.0, settings.reference_backoff_seconds),
             )
+            limits = DownloadLimits(settings.city_max_seconds, settings.city_max_bytes)
             client = ReferenceClient(
-                session, settings.reference_url, settings.reference_date_param, retry
+                session, settings.reference_url, self._date_spelling, retry, limits
             )
             try:
-                cities = await client.cities()
+                listed = await client.cities()
             except ReferenceError as exc:
                 job.error = str(exc)
             else:
+                cities = listed.cities
+                job.rejected_cities = listed.rejected
                 job.cities = [
                     CityReport(city_id=c.id, city_name=c.name, country=c.country) for c in cities
                 ]
@@ -95,7 +113,7 @@ class Ingest:
                         for city, report in zip(cities, job.cities, strict=True)
                     )
                 )
-                await self._remove_cities_not_listed({c.id for c in cities})
+                await self._remove_cities_not_listed(listed.listed_ids)
                 await self._write_summary()
         job.conclude()
         await self._save()

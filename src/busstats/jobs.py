@@ -9,6 +9,7 @@ from enum import StrEnum
 
 import msgspec
 
+from busstats.cities import RejectedCity
 from busstats.convert import InvalidRow
 from busstats.layout import job_key, running_marker_key
 from busstats.store import ObjectNotFound, Store
@@ -53,6 +54,8 @@ class JobRecord(msgspec.Struct, kw_only=True):
     finished_at: dt.datetime | None = None
     error: str | None = None
     cities: list[CityReport] = msgspec.field(default_factory=list[CityReport])
+    rejected_cities: list[RejectedCity] = msgspec.field(default_factory=list[RejectedCity])
+    """Entries of upstream's city list that were unusable and skipped; any makes the job partial."""
 
     @classmethod
     def new(cls, day: dt.date) -> JobRecord:
@@ -70,8 +73,13 @@ class JobRecord(msgspec.Struct, kw_only=True):
         if succeeded == 0:
             self.status = JobStatus.FAILED
             if self.error is None:
-                self.error = "no city could be ingested" if self.cities else "no cities listed"
-        elif succeeded < len(self.cities) or self.error is not None:
+                if self.cities:
+                    self.error = "no city could be ingested"
+                elif self.rejected_cities:
+                    self.error = "no usable city listed; see rejected_cities"
+                else:
+                    self.error = "no cities listed"
+        elif succeeded < len(self.cities) or self.error is not None or self.rejected_cities:
             self.status = JobStatus.PARTIAL
         else:
             self.status = JobStatus.SUCCEEDED

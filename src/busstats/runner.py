@@ -10,6 +10,7 @@ from collections import defaultdict
 from busstats.config import Settings
 from busstats.ingest import Ingest
 from busstats.jobs import JobRecord, JobStatus, JobStore
+from busstats.reference import DateSpelling
 from busstats.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ class JobRunner:
         self.jobs = JobStore(store)
         self._tasks: set[asyncio.Task[None]] = set()
         self._date_locks: defaultdict[dt.date, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._date_spelling = DateSpelling(settings.reference_date_param)
+        """Learned once per process, so later jobs send no wasted `400`s."""
 
     async def submit(self, day: dt.date) -> JobRecord:
         """Record a queued job and start it; returns once the record is saved."""
@@ -42,7 +45,8 @@ class JobRunner:
     async def _run(self, job: JobRecord) -> None:
         try:
             async with self._date_locks[job.date]:
-                await Ingest(job, self._store, self.jobs, self._settings).run()
+                ingest = Ingest(job, self._store, self.jobs, self._settings, self._date_spelling)
+                await ingest.run()
         except asyncio.CancelledError:
             job.fail(INTERRUPTED)
             if await self._save_quietly(job):
