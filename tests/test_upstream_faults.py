@@ -126,9 +126,7 @@ async def reference_app(cities: bytes) -> web.Application:
     return app
 
 
-async def ingest_from(
-    tmp_path: Path, http: aiohttp.ClientSession, cities: bytes
-) -> dict[str, Any]:
+async def ingest_from(tmp_path: Path, http: aiohttp.ClientSession, cities: bytes) -> dict[str, Any]:
     runner = web.AppRunner(await reference_app(cities))
     await runner.setup()
     sock = free_socket()
