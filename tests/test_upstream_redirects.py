@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -31,7 +31,9 @@ SECRET = "SECRET-7d1e: internal admin page"
 
 
 @contextlib.asynccontextmanager
-async def loopback_app(handler: web.RequestHandler) -> AsyncIterator[tuple[str, list[str]]]:
+async def loopback_app(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[tuple[str, list[str]]]:
     """A small server on another port (another origin) answering every GET with `handler`;
     yields its URL and the paths it was asked for."""
     hits: list[str] = []
