@@ -5,6 +5,7 @@ The simulator's fault knobs play the misbehaving upstream for real on 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import gzip
@@ -32,7 +33,8 @@ from busstats.refsim import CITIES, Fault, SimulatorConfig
 from busstats.refsim.data import generate_rows
 from busstats.store import LocalStore
 from tests.flows import ingest, wait_for_job
-from tests.servers import api_server, free_socket, simulator
+from tests.loopback import loopback_app
+from tests.servers import api_server, simulator
 
 DAY = dt.date(2024, 5, 1)
 BROKEN = 4
@@ -137,25 +139,46 @@ async def test_a_gzip_bomb_fails_its_city_quickly_at_the_decoded_cap(
 
 
 async def test_a_body_announced_over_the_cap_is_not_read() -> None:
-    app = web.Application()
-
-    async def stats(_: web.Request) -> web.Response:
+    async def announced(_: web.Request) -> web.Response:
         return web.Response(body=b"[" + b" " * (2 * MIB) + b"]", content_type="application/json")
 
-    app.router.add_get("/cities/{city_id}/stats", stats)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    sock = free_socket()
-    await web.SockSite(runner, sock).start()
-    try:
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        async with reference_client(url, DownloadLimits(max_bytes=MIB)) as client:
-            dest = io.BytesIO()
-            with pytest.raises(BodyTooLarge, match=r"announced 2,097,154 bytes, more than"):
-                await client.download_day(1, DAY, dest)
-            assert dest.getvalue() == b""
-    finally:
-        await runner.cleanup()
+    async with (
+        loopback_app(announced) as (url, _),
+        reference_client(url, DownloadLimits(max_bytes=MIB)) as client,
+    ):
+        dest = io.BytesIO()
+        with pytest.raises(BodyTooLarge, match=r"announced 2,097,154 bytes, more than"):
+            await client.download_day(1, DAY, dest)
+        assert dest.getvalue() == b""
+
+
+async def endless_city_list(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await response.write(b"[")
+    for position in range(100_000):  # about 4 MB over 50 s: bounded, but past every cap here
+        await response.write(b'{"id": %d, "name": "N", "country": "C"},' % position)
+        if position % 100 == 0:
+            await asyncio.sleep(0.05)
+    return response
+
+
+@pytest.mark.parametrize(
+    ("limits", "error", "message"),
+    [
+        (DownloadLimits(max_seconds=0.5), TookTooLong, "the city list took longer than 0.5 s"),
+        (DownloadLimits(max_bytes=64 * 1024), BodyTooLarge, "GET /cities sent more than the cap"),
+    ],
+)
+async def test_the_city_list_is_capped_too(
+    limits: DownloadLimits, error: type[Exception], message: str
+) -> None:
+    async with (
+        loopback_app(endless_city_list) as (url, _),
+        reference_client(url, limits) as client,
+    ):
+        with pytest.raises(error, match=message):
+            await client.cities()
 
 
 async def test_a_gzip_encoded_day_is_stored_decoded(

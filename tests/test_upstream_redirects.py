@@ -3,11 +3,9 @@ short, printable excerpt."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -23,35 +21,12 @@ from busstats.reference import (
 )
 from busstats.refsim import Fault, SimulatorConfig
 from tests.flows import ingest
-from tests.servers import api_server, free_socket, simulator
+from tests.loopback import loopback_app
+from tests.servers import api_server, simulator
 
 DAY = dt.date(2024, 5, 1)
 BROKEN = 4
 SECRET = "SECRET-7d1e: internal admin page"
-
-
-@contextlib.asynccontextmanager
-async def loopback_app(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-) -> AsyncIterator[tuple[str, list[str]]]:
-    """A small server on another port (another origin) answering every GET with `handler`;
-    yields its URL and the paths it was asked for."""
-    hits: list[str] = []
-
-    async def record(request: web.Request) -> web.StreamResponse:
-        hits.append(request.path_qs)
-        return await handler(request)
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", record)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    sock = free_socket()
-    await web.SockSite(runner, sock).start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", hits
-    finally:
-        await runner.cleanup()
 
 
 async def secret_page(_: web.Request) -> web.Response:
