@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from busstats.config import DateParam, Settings
+from busstats.config import ConfigError, DateParam, Settings
 from busstats.layout import RAW, date_prefix, raw_key
 from busstats.reference import (
     BodyTooLarge,
@@ -202,3 +202,12 @@ async def test_a_gzip_encoded_day_is_stored_decoded(
     expected = "".join(generate_rows(0, DAY, BROKEN, rows)).encode()
     assert stored == expected == gzip.decompress(sent)
     assert next(c["raw_bytes"] for c in job["cities"] if c["city_id"] == BROKEN) == len(expected)
+
+
+def test_the_caps_come_from_the_environment() -> None:
+    assert (Settings().city_max_seconds, Settings().city_max_bytes) == (3600, 8 * 2**30)
+    settings = Settings.from_env({"BUSSTATS_CITY_MAX_SECONDS": "90", "BUSSTATS_CITY_MAX_MB": "2"})
+    assert (settings.city_max_seconds, settings.city_max_bytes) == (90, 2 * MIB)
+    for name in ("BUSSTATS_CITY_MAX_SECONDS", "BUSSTATS_CITY_MAX_MB"):
+        with pytest.raises(ConfigError, match=f"{name}='0' must be at least 1"):
+            Settings.from_env({name: "0"})
