@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import subprocess
+import sys
+import zlib
 
 import aiohttp
 import pytest
@@ -11,7 +15,8 @@ import pytest
 from busstats.convert import parse_duration_seconds
 from busstats.refsim import CITIES, Fault, SimulatorConfig
 from busstats.refsim.data import generate_rows
-from tests.servers import simulator
+from busstats.refsim.hostile import BAD_CITY_ENTRIES
+from tests.servers import free_socket, simulator
 
 QUICK = SimulatorConfig(rows=(3, 8), max_latency=0)
 
@@ -120,3 +125,88 @@ async def test_faults_break_only_the_chosen_city(
 
 def test_city_ids_are_dense_from_zero() -> None:
     assert [city.id for city in CITIES] == list(range(30))
+
+
+async def test_misbehaviour_knobs_answer_as_documented(http: aiohttp.ClientSession) -> None:
+    faults = {1: Fault.REDIRECT, 2: Fault.MOVED, 3: Fault.GZIP_BOMB}
+    config = SimulatorConfig(
+        rows=(5, 5), max_latency=0, faults=faults, redirect_url="http://127.0.0.1:9/x"
+    )
+    async with simulator(config) as sim:
+        base = f"{sim.url}/cities/{{}}/stats?date=2024-05-01T00:00:00"
+        async with http.get(base.format(1), allow_redirects=False) as response:
+            assert (response.status, response.headers["Location"]) == (302, config.redirect_url)
+        async with http.get(base.format(2), allow_redirects=False) as response:
+            assert response.status == 301
+            assert response.headers["Location"] == "/moved/cities/2/stats?date=2024-05-01T00:00:00"
+        async with http.get(base.format(2)) as response:
+            assert len(await response.json()) == 5
+        async with http.get(base.format(3), auto_decompress=False) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            bomb = await response.read()
+    assert len(bomb) < 1_100_000
+    assert int.from_bytes(bomb[-4:], "little") == (2**30 + 2) % 2**32  # gzip's size field
+    head = zlib.decompressobj(31).decompress(bomb[:4096], 1000)
+    assert head == b"[" + b" " * 999
+
+
+async def test_an_endless_city_keeps_streaming(http: aiohttp.ClientSession) -> None:
+    config = SimulatorConfig(rows=(5, 5), max_latency=0, faults={1: Fault.ENDLESS})
+    async with simulator(config) as sim:
+        url = f"{sim.url}/cities/1/stats?date=2024-05-01T00:00:00"
+        received = 0
+        async with http.get(url) as response, asyncio.timeout(10):
+            async for chunk in response.content.iter_chunked(1 << 16):
+                received += len(chunk)
+                if received > 200_000:  # more than the 5 rows asked for, many times over
+                    break
+    assert received > 200_000
+
+
+async def test_bad_city_entries_follow_the_good_ones(http: aiohttp.ClientSession) -> None:
+    config = SimulatorConfig(rows=(5, 5), max_latency=0, bad_city_entries=True)
+    async with simulator(config) as sim, http.get(f"{sim.url}/cities") as response:
+        entries = await response.json()
+    assert entries[: len(CITIES)] == [
+        {"id": c.id, "name": c.name, "country": c.country} for c in CITIES
+    ]
+    assert entries[len(CITIES) :] == [json.loads(entry) for entry in BAD_CITY_ENTRIES]
+
+
+async def test_the_refsim_command_takes_the_misbehaviour_knobs(
+    http: aiohttp.ClientSession,
+) -> None:
+    with free_socket() as sock:
+        port = sock.getsockname()[1]
+    command = [
+        sys.executable, "-m", "busstats.cli", "refsim", "--port", str(port),
+        "--max-latency", "0", "--rows", "5", "--gzip", "--bad-city-entries",
+        "--fault", "3=redirect", "--redirect-url", "http://127.0.0.1:9/elsewhere",
+        "--fault", "4=gzip-bomb",
+    ]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    stats = base + "/cities/{}/stats?date=2024-05-01T00:00:00"
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    async with http.get(f"{base}/cities") as response:
+                        entries = await response.json()
+                    break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+        async with http.get(stats.format(3), allow_redirects=False) as response:
+            assert response.headers["Location"] == "http://127.0.0.1:9/elsewhere"
+        async with http.get(stats.format(4), auto_decompress=False) as response:
+            assert len(await response.read()) < 1_100_000
+        async with http.get(stats.format(5)) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert len(await response.json()) == 5
+    finally:
+        process.terminate()
+        async with asyncio.timeout(15):
+            await process.wait()
+    assert len(entries) == len(CITIES) + len(BAD_CITY_ENTRIES)

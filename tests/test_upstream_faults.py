@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from busstats.commit import read_summary
 from busstats.config import Settings
 from busstats.layout import PARQUET, RAW, city_file_of, date_prefix
 from busstats.refsim import CITIES, Fault, SimulatorConfig
@@ -127,9 +128,7 @@ async def reference_app(cities: bytes) -> web.Application:
     return app
 
 
-async def ingest_from(
-    tmp_path: Path, http: aiohttp.ClientSession, cities: bytes
-) -> dict[str, object]:
+async def ingest_from(tmp_path: Path, http: aiohttp.ClientSession, cities: bytes) -> dict[str, Any]:
     runner = web.AppRunner(await reference_app(cities))
     await runner.setup()
     sock = free_socket()
@@ -149,26 +148,110 @@ async def ingest_from(
 @pytest.mark.parametrize(
     ("cities", "message"),
     [
-        (b'[{"id": "7", "name": "X", "country": "Y"}]', "Expected `int`, got `str`"),
-        (b'[{"id": -1, "name": "X", "country": "Y"}]', "Expected `int` >= 0"),
-        (b'[{"id": 1.5, "name": "X", "country": "Y"}]', "Expected `int`, got `float`"),
-        (b'[{"id": 1, "name": "X"}]', "missing required field `country`"),
         (b'{"cities": []}', "Expected `array`"),
-        (b"<html>", "no valid list of cities"),
+        (b"<html>", "GET /cities sent not a JSON array of cities"),
         (CUT_OFF, "gave up after 3 attempts"),
-        (
-            b'[{"id": 1, "name": "X", "country": "Y"}, {"id": 1, "name": "Z", "country": "Y"}]',
-            "the same city id twice",
-        ),
+        (b'[{"id": -1, "name": "X", "country": "Y"}]', "no usable city listed"),
     ],
 )
-async def test_a_bad_city_list_fails_the_job_with_the_reason(
+async def test_an_unusable_city_list_fails_the_job_with_the_reason(
     tmp_path: Path, http: aiohttp.ClientSession, cities: bytes, message: str
 ) -> None:
     job = await ingest_from(tmp_path, http, cities)
     assert job["status"] == "failed"
     assert message in str(job["error"])
     assert await LocalStore(tmp_path).list_keys("raw/") == []
+
+
+GOOD_ENTRY = b'{"id": 1, "name": "X", "country": "Y"}'
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason", "city_id"),
+    [
+        (
+            b'{"id": "7", "name": "X", "country": "Y"}',
+            "Expected `int`, got `str` - at `$.id`",
+            None,
+        ),
+        (b'{"id": -1, "name": "X", "country": "Y"}', "Expected `int` >= 0 - at `$.id`", None),
+        (b'{"id": 1.5, "name": "X", "country": "Y"}', "Expected `int`, got `float`", None),
+        (b'{"id": 1.0, "name": "X", "country": "Y"}', "Expected `int`, got `float`", None),
+        (b'{"id": false, "name": "X", "country": "Y"}', "Expected `int`, got `bool`", None),
+        (
+            b'{"id": 99999999999999999999999, "name": "X", "country": "Y"}',
+            "Expected `int` <= 9223372036854775807",
+            None,
+        ),
+        (b'{"id": 2, "name": "X"}', "missing required field `country`", 2),
+        (b'{"id": 2, "name": 5, "country": "Y"}', "Expected `str`, got `int` - at `$.name`", 2),
+        (b"[2]", "Expected `object`, got `array`", None),
+        (
+            b'{"id": 1, "name": "Z", "country": "Y"}',
+            "city id 1 is listed again; the entry at position 0 is kept",
+            1,
+        ),
+    ],
+)
+async def test_a_bad_city_entry_is_skipped_with_its_reason_and_the_rest_ingested(
+    tmp_path: Path, http: aiohttp.ClientSession, entry: bytes, reason: str, city_id: int | None
+) -> None:
+    job = await ingest_from(tmp_path, http, b"[" + GOOD_ENTRY + b", " + entry + b"]")
+    assert job["status"] == "partial", job
+    assert [(c["city_id"], c["status"]) for c in job["cities"]] == [(1, "succeeded")]
+    [rejected] = job["rejected_cities"]
+    assert rejected["position"] == 1
+    assert rejected["city_id"] == city_id
+    assert reason in rejected["reason"]
+    assert rejected["entry"] == entry.decode()
+    run = job["job_id"]
+    assert await LocalStore(tmp_path).list_keys("raw/") == [
+        f"raw/date=2024-05-01/city=1.{run}.json"
+    ]
+
+
+async def test_a_city_whose_entry_turns_bad_keeps_its_earlier_files(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    both = b'[{"id": 1, "name": "X", "country": "Y"}, {"id": 2, "name": "Z", "country": "Y"}]'
+    second_unnamed = b'[{"id": 1, "name": "X", "country": "Y"}, {"id": 2, "country": "Y"}]'
+    first = await ingest_from(tmp_path, http, both)
+    assert first["status"] == "succeeded"
+    job = await ingest_from(tmp_path, http, second_unnamed)
+    assert job["status"] == "partial"
+    assert job["rejected_cities"][0]["city_id"] == 2
+    assert await LocalStore(tmp_path).list_keys("parquet/") == [
+        f"parquet/date=2024-05-01/city=1.{job['job_id']}.parquet",
+        f"parquet/date=2024-05-01/city=2.{first['job_id']}.parquet",
+    ]
+    summary, _ = await read_summary(LocalStore(tmp_path), DAY)
+    assert summary.filter("counted")["city_id"].to_list() == [1, 2]  # city 2 still counts
+
+
+async def test_the_simulators_bad_city_entries_are_each_rejected(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    config = SimulatorConfig(rows=(20, 30), max_latency=0.02, bad_city_entries=True)
+    async with simulator(config) as sim:
+        settings = Settings(store=str(tmp_path), reference_url=sim.url, **QUICK)
+        async with api_server(settings) as api:
+            job = await ingest(http, api, DAY.isoformat())
+    assert job["status"] == "partial"
+    assert len(job["cities"]) == len(CITIES)
+    assert all(c["status"] == "succeeded" for c in job["cities"])
+    reasons = [(r["position"], r["city_id"], r["reason"]) for r in job["rejected_cities"]]
+    assert reasons == [
+        (30, None, "Expected `int` >= 0 - at `$.id`"),
+        (31, None, "Expected `int`, got `str` - at `$.id`"),
+        (32, None, "Expected `int`, got `float` - at `$.id`"),
+        (33, None, "Expected `int`, got `bool` - at `$.id`"),
+        (34, None, "Expected `int` <= 9223372036854775807 - at `$.id`"),
+        (35, 33, "Object missing required field `country`"),
+        (36, 34, "Expected `str`, got `null` - at `$.name`"),
+        (37, 0, "city id 0 is listed again; the entry at position 0 is kept"),
+        (38, None, "Expected `object`, got `str`"),
+    ]
+    assert all(r["entry"].isprintable() for r in job["rejected_cities"])
 
 
 async def test_city_names_never_reach_a_key_or_path(

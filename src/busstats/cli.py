@@ -89,6 +89,17 @@ def _simulator_options(parser: argparse.ArgumentParser) -> None:
         metavar="CITY_ID=ROWS",
         help="a fixed row count for one city (about 122 bytes a row)",
     )
+    parser.add_argument(
+        "--redirect-url",
+        default=defaults.redirect_url,
+        help="where cities with the `redirect` fault send the client (another origin)",
+    )
+    parser.add_argument("--gzip", action="store_true", help="gzip-encode stats answers")
+    parser.add_argument(
+        "--bad-city-entries",
+        action="store_true",
+        help="append malformed entries (negative, string, float, bool, > int64 ids...) to /cities",
+    )
 
 
 def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
@@ -100,6 +111,9 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
         mixed_durations=args.mixed_durations,
         faults=dict(args.fault),
         rows_by_city=dict(args.city_rows),
+        redirect_url=args.redirect_url,
+        gzip=args.gzip,
+        bad_city_entries=args.bad_city_entries,
     )
 
 

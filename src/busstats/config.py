@@ -39,6 +39,10 @@ class Settings:
     reference_backoff_seconds: float = 0.5
     """First wait between tries; it doubles (with jitter) up to 8 s."""
     city_concurrency: int = 32
+    city_max_seconds: float = 3600.0
+    """Wall time one city's download may take, all its retries included."""
+    city_max_bytes: int = 8 * 2**30
+    """Largest body one city may send, counted after decompression; also its temp file's cap."""
     max_bytes_in_flight: int = 256 * 1024 * 1024
     """Memory that cities being converted and uploaded may hold at once."""
     max_range_days: int = 3660
@@ -110,6 +114,12 @@ class Settings:
             ),
             city_concurrency=int(
                 number("BUSSTATS_CITY_CONCURRENCY", defaults.city_concurrency, minimum=1)
+            ),
+            city_max_seconds=number(
+                "BUSSTATS_CITY_MAX_SECONDS", defaults.city_max_seconds, minimum=1
+            ),
+            city_max_bytes=int(
+                number("BUSSTATS_CITY_MAX_MB", defaults.city_max_bytes / 2**20, minimum=1) * 2**20
             ),
             max_bytes_in_flight=int(
                 number(

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import polars as pl
 import stamina
 
 from busstats.commit import (
@@ -64,6 +65,8 @@ class Ingest:
         self._resources = resources
         self._confirm_lease = confirm_lease
         self._stored: dict[int, StoredCity] = {}
+        self._still_listed: set[int] = set()
+        """Ids upstream lists, usable entries or not: a rejected entry keeps its earlier data."""
 
     async def run(self) -> None:
         job = self.job
@@ -71,11 +74,14 @@ class Ingest:
         job.started_at = now()
         self._recorder.changed()
         try:
-            cities = await self._client.cities()
+            listed = await self._client.cities()
         except ReferenceError as exc:
             job.error = str(exc)
             job.conclude()
             return
+        cities = listed.cities
+        job.rejected_cities = listed.rejected
+        self._still_listed = listed.listed_ids
         job.cities = [CityReport(city_id=c.id, city_name=c.name, country=c.country) for c in cities]
         self._recorder.changed()
         async with asyncio.TaskGroup() as group:
@@ -165,7 +171,11 @@ class Ingest:
         failures = {c.city_id: c.error or "failed" for c in job.cities if c.error is not None}
         for _ in range(COMMIT_ATTEMPTS):
             previous, read = await read_summary(self._store, job.date)
+            kept = previous.filter(
+                pl.col("city_id").is_in(self._still_listed - {c.city_id for c in listed})
+            )
             rows = summary_rows(job.date, job.job_id, listed, self._stored, failures, previous)
+            rows = pl.concat([rows, kept.with_columns(commit_id=pl.lit(job.job_id))])
             await self._confirm_lease()
             try:
                 await write_summary(self._store, job.date, rows, read)

@@ -9,6 +9,7 @@ from enum import StrEnum
 
 import msgspec
 
+from busstats.cities import RejectedCity
 from busstats.convert import InvalidRow
 from busstats.layout import job_key
 from busstats.store import ObjectNotFound, Store, Versioned
@@ -63,6 +64,8 @@ class JobRecord(msgspec.Struct, kw_only=True):
     commit_id: str | None = None
     """Set when the job committed the date (its own id); None when it changed nothing."""
     cities: list[CityReport] = msgspec.field(default_factory=list[CityReport])
+    rejected_cities: list[RejectedCity] = msgspec.field(default_factory=list[RejectedCity])
+    """Entries of upstream's city list that were unusable and skipped; any makes the job partial."""
 
     @classmethod
     def new(cls, day: dt.date) -> JobRecord:
@@ -87,11 +90,20 @@ class JobRecord(msgspec.Struct, kw_only=True):
         if succeeded == 0:
             self.status = JobStatus.FAILED
             if self.error is None:
-                self.error = "no city could be ingested" if self.cities else "no cities listed"
-        elif failed or self.error is not None:
+                if self.cities:
+                    self.error = "no city could be ingested"
+                elif self.rejected_cities:
+                    self.error = "no usable city listed; see rejected_cities"
+                else:
+                    self.error = "no cities listed"
+        elif failed or self.error is not None or self.rejected_cities:
             self.status = JobStatus.PARTIAL
             if self.error is None:
-                self.error = f"{failed} of {len(self.cities)} cities failed"
+                self.error = (
+                    f"{failed} of {len(self.cities)} cities failed"
+                    if failed
+                    else f"{len(self.rejected_cities)} entries of the city list were unusable"
+                )
         else:
             self.status = JobStatus.SUCCEEDED
         self.finished_at = now()

@@ -24,7 +24,7 @@ from busstats.jobs import JobRecord, JobStore
 from busstats.layout import date_lease_key, job_lease_key
 from busstats.leases import Lease, LeaseLost, Leases, now, process_owner
 from busstats.recorder import JobRecorder, RecordTakenOver
-from busstats.reference import ReferenceClient, RetryPolicy
+from busstats.reference import DateSpelling, DownloadLimits, ReferenceClient, RetryPolicy
 from busstats.resources import ProcessResources
 from busstats.store import PreconditionFailed, Store, StoreError
 
@@ -68,6 +68,8 @@ class JobRunner:
         self.jobs = JobStore(store)
         self.leases = Leases(store, process_owner(), settings.lease_seconds)
         self.resources = ProcessResources(settings)
+        self._date_spelling = DateSpelling(settings.reference_date_param)
+        """Learned once for the process: later jobs send no wasted `400`s."""
         self._running: dict[str, RunningJob] = {}
         self._date_locks: defaultdict[dt.date, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._keeper: asyncio.Task[None] | None = None
@@ -263,7 +265,11 @@ class JobRunner:
             wait_max=max(8.0, settings.reference_backoff_seconds),
         )
         return ReferenceClient(
-            self.resources.session, settings.reference_url, settings.reference_date_param, retry
+            self.resources.session,
+            settings.reference_url,
+            self._date_spelling,
+            retry,
+            DownloadLimits(settings.city_max_seconds, settings.city_max_bytes),
         )
 
     async def _quietly(self, action: Awaitable[object], what: str) -> None:

@@ -70,8 +70,9 @@ def generate_rows(
     *,
     time_suffix: str = "",
     mixed_durations: bool = False,
+    batch_rows: int = ROWS_PER_BATCH,
 ) -> Iterator[str]:
-    """The JSON array for one city and day, as text pieces of up to ROWS_PER_BATCH rows."""
+    """The JSON array for one city and day, as text pieces of up to `batch_rows` rows."""
     rng = rng_for(seed, day, city_id, "rows")
     spelling_rng = rng_for(seed, day, city_id, "spelling") if mixed_durations else None
     day_text = day.isoformat()
@@ -80,7 +81,7 @@ def generate_rows(
     yield "["
     written = 0
     while written < count:
-        batch = min(ROWS_PER_BATCH, count - written)
+        batch = min(batch_rows, count - written)
         times = rng.choices(minutes, k=batch)
         types = rng.choices(BUS_TYPES, k=batch)
         passengers = rng.choices(range(0, 121), k=batch)

@@ -12,7 +12,8 @@ from enum import StrEnum
 import msgspec
 from aiohttp import web
 
-from busstats.refsim.data import CITIES, generate_rows, rng_for
+from busstats.refsim.data import CITIES, ROWS_PER_BATCH, generate_rows, rng_for
+from busstats.refsim.hostile import BAD_CITY_ENTRIES, gzip_bomb
 
 
 class Fault(StrEnum):
@@ -26,6 +27,16 @@ class Fault(StrEnum):
     TRUNCATED = "truncated"  # 200 with the JSON array cut off half-way
     JUNK_ROWS = "junk-rows"  # 200 with a valid array in which some rows break the schema
     HANG = "hang"  # accepts the request and never answers
+    ENDLESS = "endless"  # 200, valid rows trickling in (100 every 0.05 s) that never end
+    HUGE = "huge"  # 200, a valid array of HUGE_ROWS rows (about 120 MB), as fast as it goes
+    GZIP_BOMB = "gzip-bomb"  # 200, about 1 MB of gzip that expands to 1 GiB
+    REDIRECT = "redirect"  # 302 to SimulatorConfig.redirect_url, another origin
+    MOVED = "moved"  # 301 to the same path under /moved on this server, which answers there
+
+
+HUGE_ROWS = 1_000_000
+ENDLESS_BATCH_ROWS = 100
+ENDLESS_PAUSE_SECONDS = 0.05
 
 
 JUNK_ROWS = [
@@ -59,6 +70,12 @@ class SimulatorConfig:
     faults: dict[int, Fault] = field(default_factory=dict[int, Fault])
     rows_by_city: dict[int, int] = field(default_factory=dict[int, int])
     """Fixed row counts for chosen cities, e.g. a few huge ones among upstream-sized ones."""
+    redirect_url: str = "http://127.0.0.1:9/private"
+    """Where a `redirect` city sends the client: another origin, never the simulator."""
+    gzip: bool = False
+    """Send stats answers gzip-encoded (Content-Encoding), as a proxy in front may."""
+    bad_city_entries: bool = False
+    """Append BAD_CITY_ENTRIES (negative, string, float, bool, > int64 ids, ...) to /cities."""
 
 
 @dataclass(slots=True)
@@ -68,6 +85,8 @@ class SimulatorState:
     in_flight: int = 0
     max_in_flight: int = 0
     stats_calls: int = 0
+    date_rejections: int = 0
+    """Stats calls answered 400 because `date` was in the other spelling."""
     calls_by_city: Counter[int] = field(default_factory=Counter[int])
 
 
@@ -123,8 +142,12 @@ def create_simulator(config: SimulatorConfig | None = None) -> web.Application:
     app[STATE] = state
 
     async def cities(_: web.Request) -> web.Response:
-        body = [{"id": c.id, "name": c.name, "country": c.country} for c in CITIES]
-        return web.Response(body=msgspec.json.encode(body), content_type="application/json")
+        body = msgspec.json.encode(
+            [{"id": c.id, "name": c.name, "country": c.country} for c in CITIES]
+        )
+        if config.bad_city_entries:
+            body = body[:-1] + ("," + ",".join(BAD_CITY_ENTRIES) + "]").encode()
+        return web.Response(body=body, content_type="application/json")
 
     async def stats(request: web.Request) -> web.StreamResponse:
         try:
@@ -135,6 +158,7 @@ def create_simulator(config: SimulatorConfig | None = None) -> web.Application:
             return web.json_response({"status_code": 404, "detail": "Not Found"}, status=404)
         parsed = _parse_date(request.query.get("date", ""), config.date_param)
         if isinstance(parsed, str):
+            state.date_rejections += 1
             return _validation_error(request, parsed)
         day, suffix = parsed
         state.stats_calls += 1
@@ -152,6 +176,7 @@ def create_simulator(config: SimulatorConfig | None = None) -> web.Application:
 
     app.router.add_get("/cities", cities)
     app.router.add_get("/cities/{city_id}/stats", stats)
+    app.router.add_get("/moved/cities/{city_id}/stats", stats)
     return app
 
 
@@ -178,17 +203,34 @@ async def _answer(
         return web.Response(text="rows: none today", content_type="application/json")
     if fault is Fault.HANG:
         await asyncio.Event().wait()
+    if fault is Fault.REDIRECT:
+        return web.Response(status=302, headers={"Location": config.redirect_url})
+    if fault is Fault.MOVED and not request.path.startswith("/moved/"):
+        return web.Response(status=301, headers={"Location": "/moved" + request.path_qs})
+    if fault is Fault.GZIP_BOMB:
+        body = await asyncio.to_thread(gzip_bomb)
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        return web.Response(body=body, headers=headers)
+    rows = rows_for(config, day, city_id)
+    if fault is Fault.HUGE:
+        rows = HUGE_ROWS
+    endless = fault is Fault.ENDLESS
     pieces = generate_rows(
         config.seed,
         day,
         city_id,
-        rows_for(config, day, city_id),
+        10**15 if endless else rows,
         time_suffix=suffix,
         mixed_durations=config.mixed_durations,
+        batch_rows=ENDLESS_BATCH_ROWS if endless else ROWS_PER_BATCH,
     )
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    if config.gzip:
+        response.enable_compression(web.ContentCoding.gzip)
     await response.prepare(request)
     for piece in pieces:
+        if endless:
+            await asyncio.sleep(ENDLESS_PAUSE_SECONDS)
         if fault is Fault.TRUNCATED and piece != "[":
             await response.write(piece[: len(piece) // 2].encode())
             break

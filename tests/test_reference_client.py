@@ -1,0 +1,70 @@
+"""What the client remembers across jobs, and what it says when it retries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import doctest
+import io
+import logging
+from pathlib import Path
+from types import ModuleType
+
+import aiohttp
+import pytest
+
+from busstats import cities, excerpt, reference
+from busstats.config import DateParam, Settings
+from busstats.reference import DateSpelling, ReferenceClient, RetryPolicy
+from busstats.refsim import CITIES, Fault, SimulatorConfig
+from tests.flows import ingest
+from tests.servers import api_server, simulator
+
+DAY = dt.date(2024, 5, 1)
+
+
+async def test_a_later_job_sends_no_wasted_date_400s(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    config = SimulatorConfig(rows=(5, 5), max_latency=0.02, date_param="datetime")
+    async with simulator(config) as sim:
+        settings = Settings(
+            store=str(tmp_path), reference_url=sim.url, reference_date_param=DateParam.AUTO
+        )
+        async with api_server(settings) as api:
+            first = await ingest(http, api, "2024-05-01")
+            learned_with = sim.state.date_rejections
+            second = await ingest(http, api, "2024-05-02")
+    assert first["status"] == second["status"] == "succeeded"
+    assert 1 <= learned_with <= len(CITIES)
+    assert sim.state.date_rejections == learned_with
+
+
+async def test_retry_log_lines_name_the_url_city_attempt_and_cause_but_no_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = SimulatorConfig(rows=(5, 5), max_latency=0, faults={4: Fault.ERROR})
+    async with simulator(config) as sim, aiohttp.ClientSession() as session:
+        retry = RetryPolicy(attempts=3, wait_initial=0.01, wait_max=0.02)
+        with_credentials = sim.url.replace("http://", "http://user:hunter2@")
+        client = ReferenceClient(session, with_credentials, DateSpelling(DateParam.DATETIME), retry)
+        with (
+            caplog.at_level(logging.WARNING, logger="busstats.reference"),
+            pytest.raises(reference.ReferenceError, match="gave up after 3 attempts"),
+        ):
+            await client.download_day(4, DAY, io.BytesIO())
+    lines = [r.getMessage() for r in caplog.records if r.name == "busstats.reference"]
+    cause = "GET /cities/4/stats?date=2024-05-01T00:00:00 answered 500"
+    assert len(lines) == 3
+    for number, line in enumerate(lines, start=1):
+        assert line.startswith(f"reference server {sim.url}, city 4: attempt {number}/3 failed")
+        assert cause in line
+    assert "retrying" in lines[0]
+    assert "giving up" in lines[2]
+    assert "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize("module", [reference, cities, excerpt])
+def test_docstring_examples_hold(module: ModuleType) -> None:
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
