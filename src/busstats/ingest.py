@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import polars as pl
 
+from busstats import logs, metrics
 from busstats.budget import ByteBudget
 from busstats.config import Settings
 from busstats.convert import SLICE_BYTES, CityInfo, UnusableResponse, convert_file
@@ -56,6 +57,7 @@ class Ingest:
         job = self.job
         job.status = JobStatus.RUNNING
         job.started_at = now()
+        logs.log_job_started(job)
         await self._save()
         try:
             # Until this job writes a fresh one, the date's stats come from the full data.
@@ -116,6 +118,8 @@ class Ingest:
                 report.status = CityStatus.FAILED
                 report.error = f"internal error: {exc!r}"
             report.duration_seconds = round(time.monotonic() - started, 3)
+        metrics.record_city(report.status, report.raw_bytes, report.rows, report.invalid_rows)
+        logs.log_city_finished(self.job, report)
         await self._save()
 
     async def _ingest_city(self, client: ReferenceClient, city: City, report: CityReport) -> None:

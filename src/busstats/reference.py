@@ -13,6 +13,7 @@ import aiohttp
 import msgspec
 import stamina
 
+from busstats import metrics
 from busstats.config import DateParam
 
 CHUNK_SIZE = 1 << 20
@@ -145,7 +146,8 @@ class ReferenceClient:
                 wait_max=policy.wait_max,
                 wait_jitter=policy.wait_initial,
             ):
-                with attempt:
+                last = attempt.num >= policy.attempts
+                with attempt, metrics.upstream_try(TransientError, last=last):
                     return await call()
         except TransientError as exc:
             raise ReferenceError(f"{exc} (gave up after {policy.attempts} attempts)") from exc

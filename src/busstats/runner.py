@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 
+from busstats import logs, metrics
 from busstats.config import Settings
 from busstats.ingest import Ingest
 from busstats.jobs import JobRecord, JobStatus, JobStore
@@ -57,6 +58,9 @@ class JobRunner:
                 await self._unmark_quietly(job.job_id)
         else:
             await self._unmark_quietly(job.job_id)
+        finally:
+            metrics.record_job(job.status, logs.job_seconds(job))
+            logs.log_job_finished(job)
 
     async def recover(self) -> None:
         """Fail the jobs a previous process left unfinished, so none stays `running` forever.

@@ -15,6 +15,7 @@ from typing import TypeVar
 import msgspec
 import polars as pl
 
+from busstats import metrics
 from busstats.layout import PARQUET, date_prefix, summary_key
 from busstats.store import ObjectNotFound, Store, StoreError
 from busstats.summary import decode_summaries, partials_from_parquet
@@ -83,6 +84,7 @@ async def _read(
             return await asyncio.to_thread(_answer, store, summaries, files)
         except (pl.exceptions.PolarsError, OSError) as exc:
             if attempt == READ_ATTEMPTS:
+                metrics.record_store_error("scan")
                 raise StoreError(f"could not read the data: {exc}") from exc
     raise AssertionError("unreachable: the last attempt returns or raises")
 

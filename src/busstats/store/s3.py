@@ -12,6 +12,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from busstats import metrics
 from busstats.store.base import ObjectNotFound, ScanTarget, StoreError
 
 if TYPE_CHECKING:
@@ -30,8 +31,10 @@ async def _translated_errors(action: str) -> AsyncGenerator[None]:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in {"NoSuchKey", "404", "NotFound"}:
             raise ObjectNotFound(action) from exc
+        metrics.record_store_error(action.split()[0])
         raise StoreError(f"S3 {action} failed: {exc}") from exc
     except BotoCoreError as exc:
+        metrics.record_store_error(action.split()[0])
         raise StoreError(f"S3 {action} failed: {exc}") from exc
 
 
@@ -152,6 +155,7 @@ class S3Store:
                     Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch]}
                 )
             if errors := answer.get("Errors"):
+                metrics.record_store_error("delete")
                 raise StoreError(f"S3 delete failed for {len(errors)} objects: {errors[0]}")
 
     def scan_target(self, keys: list[str]) -> ScanTarget:
