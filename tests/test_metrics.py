@@ -40,9 +40,11 @@ async def scrape_until(
 ) -> Samples:
     """The runner counts a job just after saving its end: poll /metrics until it shows."""
     async with asyncio.timeout(10):
-        while value(samples := await scrape(http, api), name, **labels) < minimum:
+        while True:
+            samples = await scrape(http, api)
+            if value(samples, name, **labels) >= minimum:
+                return samples
             await asyncio.sleep(0.02)
-    return samples
 
 
 async def test_metrics_after_an_ingest_and_stats_calls(

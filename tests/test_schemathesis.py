@@ -108,7 +108,7 @@ def test_every_operation_answers_within_its_documented_schema(
         derandomize=True,
         deadline=None,
         database=None,
-        suppress_health_check=list(HealthCheck),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
     def answers_within_schema(case: Case) -> None:
         case.call_and_validate(base_url=live_api, checks=CHECKS, timeout=30)
