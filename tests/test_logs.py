@@ -69,6 +69,8 @@ async def test_job_city_and_request_lines_are_json_with_their_fields(
 
     entries = [json.loads(line) for line in lines]  # every line is JSON, uvicorn's too
     assert any(e["logger"].startswith("uvicorn") for e in entries)
+    colours = [v for e in entries for v in e.values() if isinstance(v, str) and "\x1b[" in v]
+    assert not colours, "terminal colour codes in JSON lines"
     events: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         events.setdefault(entry.get("event", ""), []).append(entry)

@@ -24,7 +24,11 @@ from typing import Any, TextIO
 
 from busstats.jobs import CityReport, CityStatus, JobRecord, JobStatus
 
-_STANDARD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_STANDARD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of the message with terminal colour codes
+}
 QUIET_LIBRARIES = ("botocore", "aiobotocore", "urllib3", "s3transfer")
 """At DEBUG these log whole signed requests (Authorization headers, presigned URLs)."""
 
