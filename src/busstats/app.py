@@ -4,30 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from busstats import params
+from busstats import logs, metrics, params
 from busstats.config import Settings
+from busstats.docs_ui import docs_asset, docs_page
+from busstats.openapi import openapi_document
+from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
 from busstats.runner import JobRunner
 from busstats.stats import Source, country_stats
 from busstats.store import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
-
-class JobAccepted(msgspec.Struct):
-    job_id: str
-    date: str
-    status: str
-    status_url: str
+__all__ = ["JobAccepted", "create_app"]
 
 
 def json_response(payload: Any, status_code: int = 200) -> Response:
@@ -35,7 +36,7 @@ def json_response(payload: Any, status_code: int = 200) -> Response:
 
 
 def error_response(message: str, status_code: int) -> Response:
-    return json_response({"error": message}, status_code)
+    return json_response(ErrorBody(message), status_code)
 
 
 def _runner(request: Request) -> JobRunner:
@@ -71,13 +72,23 @@ async def get_country_stats(request: Request) -> Response:
 
 
 async def health(_: Request) -> Response:
-    return json_response({"status": "ok"})
+    return json_response(Health(status="ok"))
 
 
 async def ready(request: Request) -> Response:
     store: Store = request.app.state.store
     await store.check()
-    return json_response({"status": "ok", "store": "ok"})
+    return json_response(Readiness(status="ok", store="ok"))
+
+
+async def get_metrics(request: Request) -> Response:
+    registry: metrics.Metrics = request.app.state.metrics
+    return Response(registry.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})
+
+
+async def get_openapi(request: Request) -> Response:
+    document: bytes = request.app.state.openapi
+    return Response(document, media_type="application/json")
 
 
 async def on_bad_request(_: Request, exc: Exception) -> Response:
@@ -87,7 +98,7 @@ async def on_bad_request(_: Request, exc: Exception) -> Response:
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        message = f"no route {request.method} {request.url.path}; see README for the API"
+        message = f"no route {request.method} {request.url.path}; see /docs for the API"
     elif exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
     else:
@@ -105,32 +116,92 @@ async def on_internal_error(request: Request, exc: Exception) -> Response:
     return error_response("internal error; the service log has the details", 500)
 
 
+class Observed:
+    """ASGI middleware: per request, the metrics by route template, method and status, and
+    one log line. It also binds the app's metrics for everything the request starts (jobs
+    included); see `busstats.metrics`."""
+
+    def __init__(self, app: ASGIApp, registry: metrics.Metrics) -> None:
+        self.app = app
+        self.metrics = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts: an exception escaped every handler
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            with metrics.bound(self.metrics):
+                await self.app(scope, receive, send_observed)
+        finally:
+            seconds = time.perf_counter() - started
+            route = route_template(scope)
+            self.metrics.observe_request(route, scope["method"], status, seconds)
+            client = scope.get("client")
+            logs.log_request(
+                scope["method"],
+                route,
+                scope["path"],
+                status,
+                seconds,
+                f"{client[0]}:{client[1]}" if client else None,
+            )
+
+
+def route_template(scope: Scope) -> str:
+    """The path template of the route that handled the request, e.g. `/jobs/{job_id}`."""
+    route = scope.get("route")
+    if isinstance(route, BaseRoute) and isinstance(path := getattr(route, "path", None), str):
+        return path
+    return metrics.UNMATCHED_ROUTE
+
+
 def create_app(settings: Settings, store: Store | None = None) -> Starlette:
-    """The ASGI app; it opens the store from `settings` unless one is handed in."""
+    """The ASGI app; it opens the store from `settings` unless one is handed in.
+
+    >>> app = create_app(Settings(store="./data"))
+    >>> [route.path for route in app.routes][:2]
+    ['/process-request', '/jobs/{job_id}']
+    """
+    app_metrics = metrics.Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncGenerator[None]:
-        opened = store or await open_store(settings)
-        runner = JobRunner(opened, settings)
-        await runner.start()
-        app.state.settings = settings
-        app.state.store = opened
-        app.state.runner = runner
-        try:
-            yield
-        finally:
-            await runner.close()
-            if store is None:
-                await opened.close()
+        with metrics.bound(app_metrics):  # for tasks started outside a request
+            opened = store or await open_store(settings)
+            runner = JobRunner(opened, settings)
+            await runner.start()
+            app.state.settings = settings
+            app.state.store = opened
+            app.state.runner = runner
+            try:
+                yield
+            finally:
+                await runner.close()
+                if store is None:
+                    await opened.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/process-request", process_request, methods=["POST"]),
             Route("/jobs/{job_id}", get_job, methods=["GET"]),
             Route("/country-stats", get_country_stats, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/health/ready", ready, methods=["GET"]),
+            Route("/metrics", get_metrics, methods=["GET"]),
+            Route("/openapi.json", get_openapi, methods=["GET"]),
+            Route("/docs", docs_page, methods=["GET"]),
+            Route("/docs/{name}", docs_asset, methods=["GET"]),
         ],
+        middleware=[Middleware(Observed, registry=app_metrics)],
         exception_handlers={
             params.BadRequest: on_bad_request,
             HTTPException: on_http_error,
@@ -139,3 +210,6 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         },
         lifespan=lifespan,
     )
+    app.state.metrics = app_metrics
+    app.state.openapi = msgspec.json.encode(openapi_document())
+    return app

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 from collections.abc import Sequence
 
@@ -13,6 +12,7 @@ from aiohttp import web
 
 from busstats.app import create_app
 from busstats.config import ConfigError, Settings
+from busstats.logs import UVICORN_LOGGING, configure_logging
 from busstats.refsim import Fault, SimulatorConfig, create_simulator
 
 
@@ -124,7 +124,9 @@ async def _dev(args: argparse.Namespace) -> None:
     settings = Settings(store=args.data, reference_url=f"http://127.0.0.1:{args.refsim_port}")
     print(f"reference simulator on http://127.0.0.1:{args.refsim_port}, data in {args.data}")
     try:
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=args.port)
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=args.port, **UVICORN_LOGGING
+        )
         await uvicorn.Server(config).serve()
     finally:
         await runner.cleanup()
@@ -132,17 +134,14 @@ async def _dev(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("BUSSTATS_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(os.environ.get("BUSSTATS_LOG_LEVEL", "INFO"))
     if args.command == "serve":
         try:
             settings = Settings.from_env()
         except ConfigError as exc:
             print(f"busstats: {exc}")
             return 2
-        uvicorn.run(create_app(settings), host=args.host, port=args.port)
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, **UVICORN_LOGGING)
     elif args.command == "refsim":
         web.run_app(create_simulator(_simulator_config(args)), host=args.host, port=args.port)
     else:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import polars as pl
 import stamina
 
+from busstats import logs, metrics
 from busstats.commit import (
     COMMIT_ATTEMPTS,
     ListedCity,
@@ -72,6 +73,7 @@ class Ingest:
         job = self.job
         job.status = JobStatus.RUNNING
         job.started_at = now()
+        logs.log_job_started(job)
         self._recorder.changed()
         try:
             listed = await self._client.cities()
@@ -117,6 +119,8 @@ class Ingest:
                 report.status = CityStatus.FAILED
                 report.error = f"internal error: {exc!r}"
             report.duration_seconds = round(time.monotonic() - started, 3)
+            metrics.record_city(report.status, report.raw_bytes, report.rows, report.invalid_rows)
+            logs.log_city_finished(self.job, report)
             self._recorder.changed()
 
     async def _ingest_city(self, city: City, report: CityReport) -> StoredCity:

@@ -22,6 +22,7 @@ import aiohttp
 import stamina
 from yarl import URL
 
+from busstats import metrics
 from busstats.cities import City, CityList, CityListError, RejectedCity, parse_city_list
 from busstats.config import DateParam
 from busstats.excerpt import excerpt
@@ -291,7 +292,8 @@ class ReferenceClient:
                 wait_max=policy.wait_max,
                 wait_jitter=policy.wait_initial,
             ):
-                with attempt:
+                last = attempt.num >= policy.attempts
+                with attempt, metrics.upstream_try(TransientError, last=last):
                     try:
                         return await call()
                     except TransientError as exc:

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
+from busstats import logs, metrics
 from busstats.commit import read_summary, sweep_date
 from busstats.config import Settings
 from busstats.ingest import Ingest
@@ -134,6 +135,8 @@ class JobRunner:
         """Record the end (retrying while the store is down), give back the leases."""
         job = running.job
         running.finishing = True
+        metrics.record_job(job.status, logs.job_seconds(job))
+        logs.log_job_finished(job)
         await running.recorder.stop()
         timeout = SHUTDOWN_SAVE_SECONDS if self._closing else None
         recorded = await running.recorder.save_end(timeout)

@@ -15,6 +15,7 @@ from enum import StrEnum
 import msgspec
 import polars as pl
 
+from busstats import metrics
 from busstats.layout import RAW, SUMMARY, date_of_folder, date_of_summary, summary_key
 from busstats.store import ObjectNotFound, Store, StoreError
 from busstats.summary import SUMMARY_SCHEMA, decode_summaries, partials_from_parquet
@@ -84,6 +85,7 @@ async def country_stats(
         except (pl.exceptions.PolarsError, OSError) as exc:
             # A re-ingest committed and cleaned up files we were about to read: read again.
             if attempt == READ_ATTEMPTS:
+                metrics.record_store_error("scan")
                 raise StoreError(f"could not read the data: {exc}") from exc
     else:  # pragma: no cover - the loop breaks or raises
         raise AssertionError("unreachable")

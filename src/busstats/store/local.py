@@ -13,6 +13,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import BinaryIO
 
+from busstats import metrics
 from busstats.store.base import (
     ObjectNotFound,
     PreconditionFailed,
@@ -183,6 +184,7 @@ class LocalStore:
         def probe() -> None:
             self.root.mkdir(parents=True, exist_ok=True)
             if not os.access(self.root, os.W_OK):
+                metrics.record_store_error("check")
                 raise StoreError(f"store folder {self.root} is not writable")
 
         await asyncio.to_thread(probe)

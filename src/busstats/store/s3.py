@@ -13,6 +13,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from busstats import metrics
 from busstats.store.base import (
     ObjectNotFound,
     PreconditionFailed,
@@ -42,8 +43,10 @@ async def _translated_errors(action: str) -> AsyncGenerator[None]:
             raise ObjectNotFound(action) from exc
         if code in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}:
             raise PreconditionFailed(f"S3 {action}: {code}") from exc
+        metrics.record_store_error(action.split()[0])
         raise StoreError(f"S3 {action} failed: {exc}") from exc
     except BotoCoreError as exc:
+        metrics.record_store_error(action.split()[0])
         raise StoreError(f"S3 {action} failed: {exc}") from exc
 
 
@@ -209,6 +212,7 @@ class S3Store:
                     Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch]}
                 )
             if errors := answer.get("Errors"):
+                metrics.record_store_error("delete")
                 raise StoreError(f"S3 delete failed for {len(errors)} objects: {errors[0]}")
 
     def scan_target(self, keys: list[str]) -> ScanTarget:

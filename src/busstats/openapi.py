@@ -1,0 +1,197 @@
+"""The OpenAPI 3.1 document of the API, generated from the msgspec types the handlers send.
+
+Routes are described by a short declarative list (`OPERATIONS`); every response body is a
+msgspec type that the handlers also encode, and its JSON Schema comes from
+`msgspec.json.schema_components`, so a field added to `JobRecord` or `CountryStats` appears
+in the document without anyone editing it. `tests/test_openapi.py` checks that the list
+covers every route of the app.
+
+>>> document = openapi_document()
+>>> document["openapi"], sorted(document["paths"])[:2]
+('3.1.0', ['/country-stats', '/health'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from busstats.jobs import JobRecord
+from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
+from busstats.stats import CountryStats, Source
+
+REF_TEMPLATE = "#/components/schemas/{name}"
+DATE_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "format": "date",
+    "pattern": r"^\d{4}-\d{2}-\d{2}$",
+    "examples": ["2024-05-01"],
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: Literal["query", "path"]
+    description: str
+    schema: dict[str, Any] | type
+    """A JSON Schema, or a msgspec-known type to generate it from."""
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    description: str
+    body: type | None = None
+    """The msgspec type of a JSON body; None for `media_type` text."""
+    media_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: Literal["get", "post"]
+    path: str
+    operation_id: str
+    summary: str
+    description: str
+    answers: list[Answer]
+    params: list[Param] = field(default_factory=list[Param])
+
+
+BAD_INPUT = Answer(
+    400, "A parameter is missing, repeated or malformed; `error` says which.", ErrorBody
+)
+STORE_DOWN = Answer(503, "The store did not answer; try again later.", ErrorBody)
+
+OPERATIONS: list[Operation] = [
+    Operation(
+        "post",
+        "/process-request",
+        "processRequest",
+        "Collect one day of bus data",
+        "Queues a job that fetches the day of every city from the reference server and stores"
+        " it; the request returns at once. Follow the job at `status_url`.",
+        [Answer(202, "The job is queued.", JobAccepted), BAD_INPUT, STORE_DOWN],
+        [Param("date", "query", "The day to collect, as YYYY-MM-DD.", DATE_SCHEMA)],
+    ),
+    Operation(
+        "get",
+        "/jobs/{job_id}",
+        "getJob",
+        "An ingest job",
+        "The job's status, timestamps and, per city, its status, rows, bytes, invalid rows,"
+        " error and duration.",
+        [
+            Answer(200, "The job record.", JobRecord),
+            Answer(404, "No job has this id.", ErrorBody),
+            STORE_DOWN,
+        ],
+        [Param("job_id", "path", "The `job_id` that POST /process-request returned.", str)],
+    ),
+    Operation(
+        "get",
+        "/country-stats",
+        "getCountryStats",
+        "Per-country, per-day statistics",
+        "Buses started, passengers, whether any accident happened and the average delay (the"
+        " mean over every bus), per country and day from `from` to `to`, both inclusive;"
+        " sorted by date, then country. Dates with no stored bus are listed in"
+        " `dates_without_data`. The range is capped by BUSSTATS_MAX_RANGE_DAYS.",
+        [Answer(200, "The statistics.", CountryStats), BAD_INPUT, STORE_DOWN],
+        [
+            Param("from", "query", "First day, as YYYY-MM-DD.", DATE_SCHEMA),
+            Param("to", "query", "Last day (inclusive), as YYYY-MM-DD.", DATE_SCHEMA),
+            Param(
+                "source",
+                "query",
+                "`summary` (default) reads the per-date summaries; `full` recomputes from"
+                " the full data (the same answer).",
+                Source,
+                required=False,
+            ),
+        ],
+    ),
+    Operation(
+        "get",
+        "/health",
+        "getHealth",
+        "Liveness",
+        "200 while the process is up.",
+        [Answer(200, "The process is up.", Health)],
+    ),
+    Operation(
+        "get",
+        "/health/ready",
+        "getReadiness",
+        "Readiness",
+        "200 when the store answers too.",
+        [Answer(200, "The process and its store are up.", Readiness), STORE_DOWN],
+    ),
+    Operation(
+        "get",
+        "/metrics",
+        "getMetrics",
+        "Prometheus metrics",
+        "Requests by route, method and status with latencies; ingest bytes, rows, invalid"
+        " rows, cities and jobs by outcome; upstream tries and retries; store errors.",
+        [Answer(200, "Prometheus text format 0.0.4.", None, "text/plain")],
+    ),
+]
+
+
+def openapi_document(operations: list[Operation] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `operations` (by default the whole API)."""
+    operations = OPERATIONS if operations is None else operations
+    types: list[Any] = []
+    for op in operations:
+        types += [p.schema for p in op.params if isinstance(p.schema, type)]
+        types += [a.body for a in op.answers if a.body is not None]
+    types = list(dict.fromkeys(types))
+    schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
+    schema_of = dict(zip(map(id, types), schemas, strict=True))
+
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method] = {
+            "operationId": op.operation_id,
+            "summary": op.summary,
+            "description": op.description,
+            "parameters": [_parameter(p, schema_of) for p in op.params],
+            "responses": {str(a.status): _response(a, schema_of) for a in op.answers},
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "busstats",
+            "version": "1",
+            "description": "Collects daily bus data per city and answers per-country,"
+            " per-day statistics. Every bad input is a 4xx with a JSON body"
+            ' `{"error": "..."}` that says what is wrong.',
+        },
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+
+
+def _parameter(param: Param, schema_of: dict[int, Any]) -> dict[str, Any]:
+    schema = schema_of[id(param.schema)] if isinstance(param.schema, type) else param.schema
+    return {
+        "name": param.name,
+        "in": param.where,
+        "required": param.required or param.where == "path",
+        "description": param.description,
+        "schema": schema,
+    }
+
+
+def _response(answer: Answer, schema_of: dict[int, Any]) -> dict[str, Any]:
+    if answer.body is None:
+        return {
+            "description": answer.description,
+            "content": {answer.media_type: {"schema": {"type": "string"}}},
+        }
+    schema = schema_of[id(answer.body)]
+    return {"description": answer.description, "content": {answer.media_type: {"schema": schema}}}
