@@ -121,17 +121,26 @@ def test_response_fields_follow_the_handlers_types() -> None:
     assert "duration_seconds" in city["properties"]
 
     stats = body_schema(document, "/country-stats", "get", 200)
-    assert set(stats["properties"]) == {"from", "to", "stats", "dates_without_data"}
+    assert set(stats["properties"]) == {
+        "from",
+        "to",
+        "stats",
+        "dates_without_data",
+        "incomplete_dates",
+    }
     assert set(stats["properties"]) == field_names(CountryStats)
     day = resolve(document, stats["properties"]["stats"]["items"])
     assert set(day["properties"]) == field_names(CountryDay)
     assert day["properties"]["average_delay_minutes"] == {"type": "number"}
     assert day["properties"]["buses_started"] == {"type": "integer"}
+    assert day["properties"]["cities_counted"] == {"type": "integer"}
+    gap = resolve(document, stats["properties"]["incomplete_dates"]["items"])
+    assert set(gap["properties"]) == {"date", "cities_listed", "cities_counted", "reason"}
 
 
 def test_a_field_added_to_a_type_appears_in_the_document() -> None:
     class Extended(CountryDay, frozen=True):
-        cities_counted: int
+        buses_late: int
 
     from busstats import openapi
 
@@ -139,7 +148,7 @@ def test_a_field_added_to_a_type_appears_in_the_document() -> None:
         openapi.Operation("get", "/x", "x", "x", "x", [openapi.Answer(200, "x", list[Extended])])
     ]
     document = openapi_document(operations)
-    assert "cities_counted" in document["components"]["schemas"]["Extended"]["properties"]
+    assert "buses_late" in document["components"]["schemas"]["Extended"]["properties"]
 
 
 class AssetRefs(HTMLParser):
