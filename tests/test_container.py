@@ -160,9 +160,10 @@ async def wait_healthy(stack: LoopbackStack, service: str, test: list[str]) -> N
 
 
 @contextlib.asynccontextmanager
-async def started(argv: list[str], env: dict[str, str]) -> AsyncIterator[None]:
+async def started(argv: list[str], env: dict[str, str], cwd: Path) -> AsyncIterator[None]:
+    """A long-running service process, in `cwd` so a miswired one leaves nothing behind."""
     process = await asyncio.create_subprocess_exec(
-        *argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        *argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         yield
@@ -237,11 +238,11 @@ async def test_the_compose_stack_on_loopback_passes_the_ci_smoke_test(
         assert code == 0, output
 
     refsim, api = services["refsim"], services["api"]
-    async with started(stack.local_argv(refsim["command"], "refsim"), {"PATH": os.environ["PATH"]}):
+    refsim_argv = stack.local_argv(refsim["command"], "refsim")
+    async with started(refsim_argv, {"PATH": os.environ["PATH"]}, tmp_path):
         await wait_healthy(stack, "refsim", refsim["healthcheck"]["test"])
-        async with started(
-            stack.local_argv(image_command(), "api"), stack.environment(api, tmp_path)
-        ):
+        api_argv = stack.local_argv(image_command(), "api")
+        async with started(api_argv, stack.environment(api, tmp_path), tmp_path):
             await wait_healthy(stack, "api", api["healthcheck"]["test"])
             assert await healthcheck_passes(stack, "api", image_healthcheck())
             api_url = f"http://{stack.ports['api'][1]}"
