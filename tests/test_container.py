@@ -30,7 +30,7 @@ import aiohttp
 import yaml
 
 from busstats.config import Settings
-from tests.servers import MotoEndpoint, api_server, free_socket
+from tests.servers import MotoEndpoint, api_server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = "2024-05-01"
@@ -94,12 +94,6 @@ def option(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
 
 
-def free_port() -> int:
-    with free_socket() as sock:
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class LoopbackStack:
     """Where each compose service's container port is reachable on 127.0.0.1."""
@@ -108,7 +102,7 @@ class LoopbackStack:
     """service -> (its port inside the compose network, its loopback host:port here)"""
 
     def rewrite(self, text: str) -> str:
-        """`http://<service>:<port>` and the health checks' `127.0.0.1:<port>` made local."""
+        """Each `http://<service>:<port>` made the loopback address of that service here."""
         for service, (port, local) in self.ports.items():
             text = text.replace(f"//{service}:{port}", f"//{local}")
         return text
