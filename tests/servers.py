@@ -70,6 +70,13 @@ def free_socket() -> socket.socket:
     return sock
 
 
+def free_port() -> int:
+    """A loopback port free right now, for a server started as its own process."""
+    with free_socket() as sock:
+        port: int = sock.getsockname()[1]
+        return port
+
+
 @dataclass(frozen=True)
 class MotoEndpoint:
     url: str

@@ -12,12 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.flows import country_stats, ingest
-from tests.servers import free_socket
-
-
-def free_port() -> int:
-    with free_socket() as sock:
-        return sock.getsockname()[1]
+from tests.servers import free_port
 
 
 async def wait_until_up(
