@@ -72,7 +72,14 @@ def partials_from_parquet(target: ScanTarget) -> pl.LazyFrame:
         .agg(
             buses=pl.len().cast(pl.Int64),
             passengers=pl.col("passengers").cast(pl.Int64).sum(),
-            delay_microseconds=(pl.col("delay_seconds") * 1e6).round().cast(pl.Int64).sum(),
+            # Exact: |delay| <= 8 h < 2**53 us, so the float round-trips. Summed in Int128, then
+            # a checked cast: bounded rows cannot exceed Int64 (convert.MAX_FILE_BYTES), and a
+            # file from elsewhere that does fails loudly instead of wrapping.
+            delay_microseconds=(pl.col("delay_seconds") * 1e6)
+            .round()
+            .cast(pl.Int128)
+            .sum()
+            .cast(pl.Int64),
             accident=pl.col("accident").any(),
         )
     )
