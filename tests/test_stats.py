@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from busstats.convert import CityInfo, convert_file
+from busstats.convert import MAX_PASSENGERS, CityInfo, convert_file
 from busstats.stats import country_stats
 from busstats.store import Store
 from tests.flows import commit_city
@@ -93,10 +93,11 @@ async def test_days_and_countries_are_kept_apart_and_sorted(store: Store, tmp_pa
 
 
 async def test_passenger_sums_do_not_wrap_at_32_bits(store: Store, tmp_path: Path) -> None:
-    big = 2**31 - 1
-    await put_city(store, tmp_path, MAY_1, CityInfo(1, "A", "Peru"), [bus(MAY_1, big, "P0D")] * 3)
+    buses = 2**31 // MAX_PASSENGERS + 1  # the fullest buses allowed, past 2**31 in all
+    rows = [bus(MAY_1, MAX_PASSENGERS, "P0D")] * buses
+    await put_city(store, tmp_path, MAY_1, CityInfo(1, "A", "Peru"), rows)
     result = await country_stats(store, MAY_1, MAY_1)
-    assert result.stats[0].total_passengers == 3 * big
+    assert result.stats[0].total_passengers == buses * MAX_PASSENGERS > 2**31
 
 
 async def test_a_day_whose_files_hold_no_valid_row_has_no_data(

@@ -7,9 +7,10 @@ not fit the schema are counted and described, never guessed at.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import mmap
-import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,13 +20,49 @@ import pyarrow as pa
 import pyarrow.compute
 import pyarrow.parquet as pq
 
+from busstats.jsonslices import NotAnArray, array_slices
+
 SLICE_BYTES = 4 * 1024 * 1024
 """JSON decoded at once. Decoding takes about 14 times a slice's size in Python objects and
 Arrow buffers (measured), so slices stay small; row groups are larger (ROW_GROUP_ROWS)."""
 ROW_GROUP_ROWS = 128 * 1024
 MAX_EXAMPLES = 5
-MAX_PASSENGERS = 2**31 - 1
+
+# Bounds of a valid row. Every one is far outside what a bus does, so no real row is lost,
+# and close enough that no sum can overflow (see MAX_FILE_BYTES).
+MAX_PASSENGERS = 10_000
+"""The largest buses carry about 300 people; even boardings summed over a long run stay far
+below this. Passengers may be written `3` or `3.0` (an integral float); `3.5` is invalid."""
+MIN_DELAY = -dt.timedelta(hours=1)
+"""An early departure is real and is kept as a negative delay (`-PT5M` counts as -5 minutes
+in the mean); an hour early is no longer an early bus but a timetable error."""
+MAX_DELAY = dt.timedelta(hours=8)
+"""A bus eight hours late did not run in its shift; a larger delay is an error upstream, and
+this bound is what keeps the delay sums exact (see MAX_FILE_BYTES)."""
+
+DELAY_BOUNDS = "-PT1H to PT8H"
+"""MIN_DELAY to MAX_DELAY as invalid-row reasons spell them."""
+
+MAX_FILE_BYTES = 16 * 1024**3
+"""The largest response converted (the service caps bodies well below). With it, no delay
+sum can wrap, on any route:
+
+* every valid row spells the five keys `"departure-time":`, `"bus-type":`, `"passengers":`,
+  `"delay":` and `"accident":`, 60 bytes before any value (MIN_ROW_BYTES), so a file holds at
+  most MAX_ROWS = 16 GiB / 60 = 286,331,153 valid rows;
+* each delay is within MIN_DELAY..MAX_DELAY, at most 8 h = 2.88e10 microseconds in size;
+* so a city's sum of delays in microseconds is at most 286,331,153 * 2.88e10 = 8.25e18 in
+  size, below 2**63 - 1 = 9.22e18: the Int64 sums in ConversionResult, in the summary and in
+  `summary.partials_from_parquet` cannot wrap (the last sums in Int128 and checks anyway).
+  Passengers: at most 286,331,153 * 10,000 = 2.9e12 a city.
+* Countries add cities, any number of them: `stats.country_days` sums in Int128.
+"""
+MIN_ROW_BYTES = len('"departure-time":"bus-type":"passengers":"delay":"accident":')
+MAX_ROWS = MAX_FILE_BYTES // MIN_ROW_BYTES
 _MICROSECOND = dt.timedelta(microseconds=1)
+_MIN_DELAY_US = MIN_DELAY // _MICROSECOND
+_MAX_DELAY_US = MAX_DELAY // _MICROSECOND
+_WHOLE_PASSENGERS = msgspec.Meta(ge=0, le=MAX_PASSENGERS)
 
 PARQUET_SCHEMA = pa.schema(
     [
@@ -40,19 +77,16 @@ PARQUET_SCHEMA = pa.schema(
     ]
 )
 
-# Between two objects of the array: `}`, a comma, `{`, maybe with white space. Inside a JSON
-# string this text can occur too, but a slice cut there leaves an unterminated string, so
-# decoding fails loudly and the file is decoded whole instead (see `convert_file`).
-_ROW_BOUNDARY = re.compile(rb"\}\s*,\s*\{")
-_WHITESPACE = b" \t\r\n"
-
 
 class UpstreamRow(msgspec.Struct, rename="kebab"):
-    """One bus as upstream writes it; unknown extra fields are ignored."""
+    """One bus as upstream writes it; unknown extra fields are ignored.
+
+    `departure_time` keeps an offset if upstream wrote one; `_to_table` decides what it means.
+    """
 
     departure_time: dt.datetime
     bus_type: str
-    passengers: Annotated[int, msgspec.Meta(ge=0, le=MAX_PASSENGERS)]
+    passengers: Annotated[int, _WHOLE_PASSENGERS] | Annotated[float, _WHOLE_PASSENGERS]
     delay: str
     accident: bool
 
@@ -116,7 +150,7 @@ def duration_microseconds(text: str) -> int:
     """
     try:
         return msgspec.convert(text, dt.timedelta) // _MICROSECOND
-    except msgspec.ValidationError as exc:
+    except (msgspec.ValidationError, OverflowError) as exc:
         raise ValueError(f"delay {text!r} is not an ISO 8601 duration: {exc}") from None
 
 
@@ -139,57 +173,41 @@ def convert_file(
 
     `provenance` goes into the Parquet footer's key-value metadata as `busstats.<key>`, so a
     reader can tell which run and which raw file a Parquet file came from.
-    Raises UnusableResponse when the file is not a JSON array; then no Parquet is written.
+    Raises UnusableResponse when the file is not a JSON array (or is larger than
+    MAX_FILE_BYTES); then no Parquet is written. A row that is merely wrong never raises: it
+    is counted in `invalid_rows` with its reason, and the other rows are kept.
+
+    Memory follows `slice_bytes`, whatever the content: the array is cut only between items
+    (see `busstats.jsonslices`), never decoded whole.
     """
     schema = pa.schema(
         PARQUET_SCHEMA,
         metadata={f"busstats.{key}": value for key, value in (provenance or {}).items()},
     )
-    if raw_path.stat().st_size == 0:
+    size = raw_path.stat().st_size
+    if size == 0:
         raise UnusableResponse("the response body is empty")
-    with raw_path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        spans = _array_item_spans(buf, slice_bytes)
+    if size > MAX_FILE_BYTES:
+        raise UnusableResponse(f"the response is {size} bytes, more than {MAX_FILE_BYTES}")
+    with (
+        raw_path.open("rb") as file,
+        mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as buf,
+        contextlib.closing(array_slices(buf, slice_bytes)) as spans,
+    ):
         try:
             return _write_parquet(buf, spans, parquet_path, schema, city, day, row_group_rows)
-        except _SliceUndecodable:
-            # A slice boundary fell inside a string; decoding the array whole is exact.
-            whole = _array_item_spans(buf, len(buf))
-            try:
-                return _write_parquet(buf, whole, parquet_path, schema, city, day, row_group_rows)
-            except _SliceUndecodable as exc:
-                parquet_path.unlink(missing_ok=True)
-                raise UnusableResponse(str(exc)) from None
+        except (NotAnArray, _SliceUndecodable) as exc:
+            parquet_path.unlink(missing_ok=True)
+            raise UnusableResponse(str(exc)) from None
 
 
 class _SliceUndecodable(Exception):
     pass
 
 
-def _array_item_spans(buf: mmap.mmap, slice_bytes: int) -> list[tuple[int, int]]:
-    """Byte ranges, each holding whole array items, that together cover the array's inside."""
-    start, end = 0, len(buf)
-    while start < end and buf[start] in _WHITESPACE:
-        start += 1
-    while end > start and buf[end - 1] in _WHITESPACE:
-        end -= 1
-    if start == end or buf[start] != ord("[") or buf[end - 1] != ord("]"):
-        head = bytes(buf[start : start + 80]).decode("utf-8", "replace")
-        raise UnusableResponse(f"the response is not a JSON array (it starts with {head!r})")
-    spans: list[tuple[int, int]] = []
-    position, end = start + 1, end - 1
-    while position < end:
-        boundary = _ROW_BOUNDARY.search(buf, position + slice_bytes, end)
-        if boundary is None:
-            spans.append((position, end))
-            break
-        spans.append((position, boundary.start() + 1))
-        position = boundary.end() - 1
-    return spans
-
-
 def _write_parquet(
     buf: mmap.mmap,
-    spans: list[tuple[int, int]],
+    spans: Iterator[tuple[int, int]],
     parquet_path: Path,
     schema: pa.Schema,
     city: CityInfo,
@@ -197,7 +215,7 @@ def _write_parquet(
     row_group_rows: int,
 ) -> ConversionResult:
     result = ConversionResult()
-    delays: dict[str, int | None] = {}
+    delays: dict[str, int | str] = {}
     first_index = 0
     with pq.ParquetWriter(parquet_path, schema, compression="zstd") as writer:
         pending: list[pa.Table] = []
@@ -251,30 +269,44 @@ def _decode_rows(text: bytes) -> tuple[list[UpstreamRow], list[int] | None, list
 
 
 def _to_table(
-    rows: list[UpstreamRow], day: dt.date, city: CityInfo, delays: dict[str, int | None]
+    rows: list[UpstreamRow], day: dt.date, city: CityInfo, delays: dict[str, int | str]
 ) -> tuple[pa.Table, pa.Int64Array, list[tuple[int, str]]]:
-    """The rows on `day` with a valid delay as an Arrow table, their delays in microseconds,
-    and (index in `rows`, reason) for the others. `delays` caches parsed delays: they repeat.
+    """The valid rows as an Arrow table, their delays in microseconds, and (index in `rows`,
+    reason) for the others. `delays` caches parsed delays (or why they are refused): they
+    repeat.
+
+    A row is on `day` when the date of its departure-time *as written* is `day`: upstream
+    writes the city's wall clock, and a `Z` or an offset, which we never ask for, is dropped,
+    not applied (`2024-05-01T23:30:00-05:00` is on 2024-05-01, 23:30). Converting to UTC
+    instead would move a city's evening buses to the next day and lose them.
 
     Columns are built by Arrow from plain lists; only rows that fail are looked at one by one.
     """
     for text in {row.delay for row in rows}.difference(delays):
-        delays[text] = _duration_or_none(text)
+        delays[text] = _delay_or_reason(text)
     times = [row.departure_time for row in rows]
     if any(moment.tzinfo is not None for moment in times):
-        times = [_wall_clock(moment) for moment in times]
+        times = [moment.replace(tzinfo=None) for moment in times]
     departure = pa.array(times, pa.timestamp("us"))
-    delay_us = pa.array([delays[row.delay] for row in rows], pa.int64())
+    parsed = [delays[row.delay] for row in rows]
+    delay_us = pa.array([None if isinstance(us, str) else us for us in parsed], pa.int64())
+    passengers: list[int | None] | list[int | float] = [row.passengers for row in rows]
+    if any(isinstance(count, float) for count in passengers):
+        passengers = [_whole(count) for count in passengers]
+    passengers_column = pa.array(passengers, pa.int64())
     keep = pc.and_(
-        pc.equal(pc.cast(departure, pa.date32()), pa.scalar(day, pa.date32())),
-        pc.is_valid(delay_us),
+        pc.and_(
+            pc.equal(pc.cast(departure, pa.date32()), pa.scalar(day, pa.date32())),
+            pc.is_valid(delay_us),
+        ),
+        pc.is_valid(passengers_column),
     )
     count = len(rows)
     table = pa.Table.from_arrays(
         [
             departure,
             pa.array([row.bus_type for row in rows], pa.string()),
-            pa.array([row.passengers for row in rows], pa.int64()),
+            passengers_column,
             pc.divide(pc.cast(delay_us, pa.float64()), 1e6),
             pa.array([row.accident for row in rows], pa.bool_()),
             _constant(city.city_id, pa.int64(), count),
@@ -289,8 +321,11 @@ def _to_table(
     failed: list[int] = pc.indices_nonzero(pc.invert(keep)).to_pylist()
     for index in failed:
         row = rows[index]
-        if delays[row.delay] is None:
-            reason = f"delay {row.delay!r} is not an ISO 8601 duration"
+        delay = parsed[index]
+        if isinstance(delay, str):
+            reason = delay
+        elif passengers[index] is None:
+            reason = f"passengers {row.passengers!r} is not a whole number"
         else:
             reason = f"departure-time {row.departure_time.isoformat()} is not on {day.isoformat()}"
         invalid.append((index, reason))
@@ -302,13 +337,19 @@ def _constant(value: object, type_: pa.DataType, count: int) -> Any:
     return pc.fill_null(nulls(count, type_), pa.scalar(value, type_))
 
 
-def _duration_or_none(text: str) -> int | None:
+def _delay_or_reason(text: str) -> int | str:
+    """The delay in microseconds, or why it is refused (not a duration, or out of bounds)."""
     try:
-        return duration_microseconds(text)
+        delay = duration_microseconds(text)
     except ValueError:
-        return None
+        return f"delay {text!r} is not an ISO 8601 duration"
+    if not _MIN_DELAY_US <= delay <= _MAX_DELAY_US:
+        return f"delay {text!r} is outside {DELAY_BOUNDS}"
+    return delay
 
 
-def _wall_clock(moment: dt.datetime) -> dt.datetime:
-    """The time as written: an offset, which we never ask for, is dropped, not applied."""
-    return moment.replace(tzinfo=None) if moment.tzinfo is not None else moment
+def _whole(count: int | float) -> int | None:
+    """An integral float as the int it spells (`3.0` is 3); None for `3.5`."""
+    if isinstance(count, int):
+        return count
+    return int(count) if count.is_integer() else None

@@ -118,10 +118,12 @@ def country_days(partials: pl.LazyFrame, counted: pl.LazyFrame) -> list[CountryD
     frame = (
         partials.group_by("date", "country")
         .agg(
-            buses_started=pl.col("buses").sum(),
-            total_passengers=pl.col("passengers").sum(),
+            # Int128: each city's sums fit Int64 (convert.MAX_FILE_BYTES); their total over
+            # any number of cities might not.
+            buses_started=pl.col("buses").cast(pl.Int128).sum(),
+            total_passengers=pl.col("passengers").cast(pl.Int128).sum(),
             accident=pl.col("accident").any(),
-            delay_microseconds=pl.col("delay_microseconds").sum(),
+            delay_microseconds=pl.col("delay_microseconds").cast(pl.Int128).sum(),
         )
         .filter(pl.col("buses_started") > 0)
         .join(cities, on=["date", "country"], how="left")

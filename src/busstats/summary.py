@@ -88,7 +88,9 @@ def partials_from_parquet(target: ScanTarget) -> pl.LazyFrame:
         .agg(
             buses=pl.len().cast(pl.Int64),
             passengers=pl.col("passengers").cast(pl.Int64).sum(),
-            delay_microseconds=(pl.col("delay_seconds") * 1e6).round().cast(pl.Int64).sum(),
+            # Exact: |delay| <= 8 h < 2**53 us, so the float round-trips. Summed in Int128:
+            # a country's cities together may exceed Int64, and so may files from elsewhere.
+            delay_microseconds=(pl.col("delay_seconds") * 1e6).round().cast(pl.Int128).sum(),
             accident=pl.col("accident").any(),
         )
     )
