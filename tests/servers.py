@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import socket
 import uuid
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import msgspec
 import uvicorn
 from aiohttp import web
 from moto.server import ThreadedMotoServer
@@ -36,7 +36,7 @@ def s3_settings(bucket: str, endpoint: str, **overrides: Any) -> Settings:
         aws_access_key_id=KEY_ID,
         aws_secret_access_key=SECRET,
     )
-    return dataclasses.replace(base, **overrides)
+    return msgspec.structs.replace(base, **overrides)
 
 
 async def open_s3_store(endpoint: str, bucket: str, **options: Any) -> S3Store:

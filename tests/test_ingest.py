@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 
 from busstats.config import DateParam, Settings
@@ -31,7 +31,7 @@ def settings_for(store: Store, sim: RunningSimulator, **overrides: Any) -> Setti
     assert isinstance(store, S3Store | LocalStore)
     location = f"s3://{store.bucket}" if isinstance(store, S3Store) else str(store.root)
     base = Settings(store=location, reference_url=sim.url, reference_backoff_seconds=0.01)
-    return dataclasses.replace(base, **overrides)
+    return msgspec.structs.replace(base, **overrides)
 
 
 async def ingest_day(
