@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -135,3 +138,69 @@ def test_help_has_a_line_and_the_default_for_every_option(command: str) -> None:
         assert action.help, f"busstats {command} {action.dest} has no help line"
         if action.option_strings:
             assert f"{action.help} (default: {action.default})" in text, action.dest
+
+
+def lowest_free_fd(pid: int) -> int:
+    """The number the process's next open file would get."""
+    used = {int(name) for name in os.listdir(f"/proc/{pid}/fd")}
+    return next(n for n in range(len(used) + 1) if n not in used)
+
+
+@contextlib.contextmanager
+def soft_limit(pid: int, kind: int, value: int) -> Iterator[None]:
+    """Lower one resource limit of a running process, and give it back afterwards."""
+    before = resource.prlimit(pid, kind)
+    resource.prlimit(pid, kind, (value, before[1]))
+    try:
+        yield
+    finally:
+        resource.prlimit(pid, kind, before)
+
+
+async def expect_503(response: aiohttp.ClientResponse, cause: str) -> None:
+    assert response.status == 503, await response.text()
+    body = await response.json()
+    assert cause in body["error"], body
+
+
+async def test_a_full_disk_or_no_file_descriptors_answer_503_and_pass(
+    tmp_path: Path,
+) -> None:
+    """A write the file system refuses (EFBIG stands in for ENOSPC: same path, no tmpfs
+    needed) and running out of file descriptors are 503s, and the service recovers after."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BUSSTATS_STORE": str(tmp_path / "store"),
+        "BUSSTATS_REFERENCE_URL": "http://127.0.0.1:9",
+        "BUSSTATS_REFERENCE_ATTEMPTS": "1",
+    }
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "busstats.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    api = f"http://127.0.0.1:{port}"
+    # one kept-alive connection, opened before the limits drop, carries every request
+    connector = aiohttp.TCPConnector(limit=1)
+    try:
+        async with aiohttp.ClientSession(connector=connector) as http:
+            await wait_until_up(http, f"{api}/health/ready", process)
+            with soft_limit(process.pid, resource.RLIMIT_FSIZE, 0):  # no file may hold a byte
+                async with http.post(f"{api}/process-request?date=2024-05-01") as response:
+                    await expect_503(response, "File too large")
+            with soft_limit(process.pid, resource.RLIMIT_NOFILE, lowest_free_fd(process.pid)):
+                async with http.post(f"{api}/process-request?date=2024-05-01") as response:
+                    await expect_503(response, "Too many open files")
+                async with http.get(f"{api}/jobs/{'0' * 32}") as response:
+                    await expect_503(response, "Too many open files")
+                async with http.get(f"{api}/country-stats?from=2024-05-01&to=2024-05-01") as r:
+                    await expect_503(r, "Too many open files")
+            job = await ingest(http, api, "2024-05-01")  # and all is well again
+            assert "GET /cities failed" in job["error"]  # nothing listens on the reference URL
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            _, stderr = await process.communicate()
+    assert "Traceback" not in stderr.decode(), stderr.decode()
