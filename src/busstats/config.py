@@ -9,6 +9,7 @@ configuration table is `settings_table()` (a test keeps them equal).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -184,6 +185,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
         return settings
 
 
+@functools.cache
 def _fields() -> tuple[msgspec.inspect.Field, ...]:
     info = msgspec.inspect.type_info(Settings)
     assert isinstance(info, msgspec.inspect.StructType)

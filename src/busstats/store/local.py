@@ -101,7 +101,7 @@ class LocalStore:
                 return []
             return sorted(
                 (Path(folder) / name).relative_to(self.root).as_posix()
-                for folder, _, names in os.walk(base, onerror=_raise)
+                for folder, _, names in os.walk(base, onerror=_raise, followlinks=True)
                 for name in names
                 if not name.startswith(".tmp-")
             )
