@@ -322,7 +322,11 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="./run bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="./run bench",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument(
         "--days", type=int, default=365, help="days of size-S data to seed and query"
     )
@@ -330,6 +334,13 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--l-mb", type=int, default=155, help="MB per large city at size L")
     parser.add_argument("--l-cities", type=int, default=3, help="large cities at size L")
     parser.add_argument("--repeat", type=int, default=3, help="runs per service query")
-    parser.add_argument("--pandas-max-days", type=int, default=30)
-    parser.add_argument("--full-scan-max-days", type=int, default=30)
+    parser.add_argument(
+        "--pandas-max-days", type=int, default=30, help="longest range the pandas baseline runs"
+    )
+    parser.add_argument(
+        "--full-scan-max-days",
+        type=int,
+        default=30,
+        help="longest range `source=full` runs on moto",
+    )
     return asyncio.run(main(parser.parse_args(argv)))

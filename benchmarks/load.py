@@ -107,12 +107,20 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="./run bench-load", description=__doc__)
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--requests", type=int, default=1000)
+    parser = argparse.ArgumentParser(
+        prog="./run bench-load",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--clients", type=int, default=50, help="clients calling at once")
+    parser.add_argument("--requests", type=int, default=1000, help="calls in all")
     parser.add_argument("--latency", type=float, default=4.2, help="simulator latency, s")
-    parser.add_argument("--limit-seconds", type=float, default=600)
-    parser.add_argument("--store", choices=["moto", "local"], default="moto")
+    parser.add_argument(
+        "--limit-seconds", type=float, default=600, help="the whole load run's time limit"
+    )
+    parser.add_argument(
+        "--store", choices=["moto", "local"], default="moto", help="where the service stores"
+    )
     args = parser.parse_args(argv)
     figures = asyncio.run(load(args))
     RESULTS.mkdir(exist_ok=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -18,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import boto3
+import msgspec
 import uvicorn
 from aiohttp import web
 from moto.server import ThreadedMotoServer
@@ -41,7 +41,7 @@ def s3_settings(bucket: str, endpoint: str, **overrides: Any) -> Settings:
         aws_access_key_id=KEY_ID,
         aws_secret_access_key=SECRET,
     )
-    return dataclasses.replace(base, **overrides)
+    return msgspec.structs.replace(base, **overrides)
 
 
 def settings_for(store: Store, sim: RunningSimulator, **overrides: Any) -> Settings:
@@ -49,7 +49,7 @@ def settings_for(store: Store, sim: RunningSimulator, **overrides: Any) -> Setti
     assert isinstance(store, S3Store | LocalStore)
     location = f"s3://{store.bucket}" if isinstance(store, S3Store) else str(store.root)
     base = Settings(store=location, reference_url=sim.url, reference_backoff_seconds=0.01)
-    return dataclasses.replace(base, **overrides)
+    return msgspec.structs.replace(base, **overrides)
 
 
 async def open_s3_store(endpoint: str, bucket: str, **options: Any) -> S3Store:

@@ -72,6 +72,25 @@ async def test_health_and_readiness(api: str, http: aiohttp.ClientSession) -> No
             "from=2024-05-01&to=2024-05-01&source=full&source=full",
             ["'source' was given 2"],
         ),
+        (
+            "GET",
+            STATS,
+            "from=2024-05-01&to=2024-05-01&format=csv",
+            ["unknown query parameter 'format'; /country-stats accepts from, to, source"],
+        ),
+        ("GET", STATS, "From=2024-05-01&to=2024-05-01", ["unknown query parameter 'From'"]),
+        ("GET", STATS, "from=2024-05-01&to=2024-05-01&=x", ["unknown query parameter ''"]),
+        ("GET", STATS, "format=csv", ["unknown query parameter 'format'"]),  # before the rest
+        ("GET", STATS, "x" * 500 + "=1", ["unknown query parameter '" + "x" * 60 + "...'"]),
+        (
+            "POST",
+            PROCESS,
+            "date=2024-05-01&force=true",
+            ["unknown query parameter 'force'; /process-request accepts date"],
+        ),
+        ("GET", "/jobs/" + "0" * 32, "v=1", ["/jobs/{job_id} accepts no query parameters"]),
+        ("GET", "/health", "verbose", ["unknown query parameter 'verbose'; /health accepts no"]),
+        ("GET", "/health/ready", "x=1", ["/health/ready accepts no query parameters"]),
         ("POST", PROCESS, "", ["'date' is required"]),
         ("POST", PROCESS, "date=yesterday", ["'date' must be a real date", "YYYY-MM-DD"]),
         ("POST", PROCESS, "date=2024-05-01&date=2024-05-02", ["given 2 times"]),
@@ -132,3 +151,26 @@ async def test_an_unreachable_reference_server_fails_the_job_with_the_reason(
     assert "GET /cities failed" in job["error"]
     assert job["cities"] == []
     assert job["started_at"] <= job["finished_at"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", f"{PROCESS}?date=2024-05-01"),
+        ("GET", "/jobs/" + "0" * 32),
+        ("GET", f"{STATS}?from=2024-05-01&to=2024-05-02"),
+        ("GET", f"{STATS}?from=2024-05-01&to=2024-05-02&source=full"),
+        ("GET", "/health/ready"),
+    ],
+)
+async def test_a_store_that_is_a_file_answers_503_on_every_route(
+    tmp_path: Path, http: aiohttp.ClientSession, method: str, path: str
+) -> None:
+    not_a_folder = tmp_path / "store"
+    not_a_folder.write_text("a regular file where the store folder should be")
+    settings = Settings(store=str(not_a_folder), reference_url="http://127.0.0.1:9")
+    async with api_server(settings) as api:  # it starts, and says what is wrong with the store
+        async with http.get(f"{api}/health") as response:
+            assert response.status == 200
+        async with http.request(method, f"{api}{path}") as response:
+            await expect_error(response, 503, "store is unavailable", str(not_a_folder))

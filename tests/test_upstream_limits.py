@@ -123,9 +123,7 @@ async def test_a_gzip_bomb_fails_its_city_quickly_at_the_decoded_cap(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     async with simulator(faulty(Fault.GZIP_BOMB)) as sim:
-        settings = Settings(
-            store=str(tmp_path), reference_url=sim.url, city_max_bytes=4 * MIB, **QUICK
-        )
+        settings = Settings(store=str(tmp_path), reference_url=sim.url, city_max_mb=4, **QUICK)
         async with api_server(settings) as api:
             job = await ingest(http, api, DAY.isoformat())
     assert job["status"] == "partial"

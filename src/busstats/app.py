@@ -44,6 +44,7 @@ def _runner(request: Request) -> JobRunner:
     return runner
 
 
+@params.accepts("date")
 async def process_request(request: Request) -> Response:
     day = params.day(request.query_params, "date")
     job = await _runner(request).submit(day)
@@ -56,6 +57,7 @@ async def process_request(request: Request) -> Response:
     return json_response(accepted, 202)
 
 
+@params.accepts()
 async def get_job(request: Request) -> Response:
     job_id: str = request.path_params["job_id"]
     job = await _runner(request).jobs.load(job_id)
@@ -64,6 +66,7 @@ async def get_job(request: Request) -> Response:
     return json_response(job)
 
 
+@params.accepts("from", "to", "source")
 async def get_country_stats(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     start, end = params.date_range(request.query_params, settings.max_range_days)
@@ -71,10 +74,12 @@ async def get_country_stats(request: Request) -> Response:
     return json_response(await country_stats(request.app.state.store, start, end, source))
 
 
+@params.accepts()
 async def health(_: Request) -> Response:
     return json_response(Health(status="ok"))
 
 
+@params.accepts()
 async def ready(request: Request) -> Response:
     store: Store = request.app.state.store
     await store.check()

@@ -1,17 +1,18 @@
-"""The `busstats` command: `serve`, `refsim` and `dev`."""
+"""The `busstats` command: `serve`, `refsim`, `dev` and `settings`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import sys
 from collections.abc import Sequence
 
+import msgspec
 import uvicorn
 from aiohttp import web
 
 from busstats.app import create_app
-from busstats.config import ConfigError, Settings
+from busstats.config import ConfigError, Settings, settings_table, unknown_variables
 from busstats.logs import UVICORN_LOGGING, configure_logging
 from busstats.refsim import Fault, SimulatorConfig, create_simulator
 
@@ -47,47 +48,92 @@ def _row_range(text: str) -> tuple[int, int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="busstats", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="busstats", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    commands = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="what to run; COMMAND --help for more",
+    )
 
-    serve = commands.add_parser("serve", help="run the API (configured by BUSSTATS_* variables)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    def command(name: str, summary: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=epilog,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
 
-    refsim = commands.add_parser("refsim", help="run the reference-server simulator")
-    refsim.add_argument("--host", default="127.0.0.1")
-    refsim.add_argument("--port", type=int, default=8081)
+    serve = command(
+        "serve",
+        "run the API",
+        "Settings come from environment variables; `busstats settings` lists them with their"
+        " defaults and the values they accept.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+
+    refsim = command("refsim", "run the reference-server simulator")
+    refsim.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    refsim.add_argument("--port", type=int, default=8081, help="port to listen on")
     _simulator_options(refsim)
 
-    dev = commands.add_parser(
-        "dev", help="simulator + API with local storage in one process, for a first look"
-    )
+    dev = command("dev", "simulator + API with local storage in one process, for a first look")
     dev.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1")
-    dev.add_argument("--refsim-port", type=int, default=8081)
-    dev.add_argument("--data", default="./data", help="local store folder (default ./data)")
+    dev.add_argument("--refsim-port", type=int, default=8081, help="simulator port on 127.0.0.1")
+    dev.add_argument("--data", default="./data", help="local store folder")
     _simulator_options(dev)
+
+    command("settings", "print the environment variables the service reads (Markdown)")
     return parser
 
 
 def _simulator_options(parser: argparse.ArgumentParser) -> None:
     defaults = SimulatorConfig()
-    parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
-        "--rows", type=_row_range, default=defaults.rows, help="rows per city and day: N or MIN-MAX"
+        "--seed", type=int, default=defaults.seed, help="seed of the generated cities' data"
     )
     parser.add_argument(
-        "--max-latency", type=float, default=defaults.max_latency, help="seconds, like upstream"
+        "--rows",
+        type=_row_range,
+        default="-".join(map(str, defaults.rows)),
+        help="rows per city and day: N or MIN-MAX",
     )
-    parser.add_argument("--date-param", choices=["datetime", "date"], default=defaults.date_param)
-    parser.add_argument("--mixed-durations", action="store_true")
-    parser.add_argument("--fault", type=_fault, action="append", default=[], metavar="CITY_ID=KIND")
+    parser.add_argument(
+        "--max-latency",
+        type=float,
+        default=defaults.max_latency,
+        help="longest wait in seconds before a stats call answers, like upstream",
+    )
+    parser.add_argument(
+        "--date-param",
+        choices=["datetime", "date"],
+        default=defaults.date_param,
+        help="the spelling of `date` the simulator accepts; it answers 400 to the other",
+    )
+    parser.add_argument(
+        "--mixed-durations",
+        action="store_true",
+        help="spell delays in varied ISO 8601 forms, not only upstream's",
+    )
+    parser.add_argument(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="CITY_ID=KIND",
+        help=f"make one city misbehave; KIND: {', '.join(f.value for f in Fault)}; repeatable",
+    )
     parser.add_argument(
         "--city-rows",
         type=_city_rows,
         action="append",
         default=[],
         metavar="CITY_ID=ROWS",
-        help="a fixed row count for one city (about 122 bytes a row)",
+        help="a fixed row count for one city (about 122 bytes a row); repeatable",
     )
     parser.add_argument(
         "--redirect-url",
@@ -117,11 +163,10 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
     )
 
 
-async def _dev(args: argparse.Namespace) -> None:
+async def _dev(args: argparse.Namespace, settings: Settings) -> None:
     runner = web.AppRunner(create_simulator(_simulator_config(args)), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", args.refsim_port).start()
-    settings = Settings(store=args.data, reference_url=f"http://127.0.0.1:{args.refsim_port}")
     print(f"reference simulator on http://127.0.0.1:{args.refsim_port}, data in {args.data}")
     try:
         config = uvicorn.Config(
@@ -134,18 +179,28 @@ async def _dev(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(os.environ.get("BUSSTATS_LOG_LEVEL", "INFO"))
+    if args.command == "settings":
+        print(settings_table(), end="")
+        return 0
+    for name in unknown_variables():
+        print(
+            f"busstats: warning: {name} is not a setting; see `busstats settings`", file=sys.stderr
+        )
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"busstats: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
     if args.command == "serve":
-        try:
-            settings = Settings.from_env()
-        except ConfigError as exc:
-            print(f"busstats: {exc}")
-            return 2
         uvicorn.run(create_app(settings), host=args.host, port=args.port, **UVICORN_LOGGING)
     elif args.command == "refsim":
         web.run_app(create_simulator(_simulator_config(args)), host=args.host, port=args.port)
     else:
-        asyncio.run(_dev(args))
+        local = msgspec.structs.replace(
+            settings, store=args.data, reference_url=f"http://127.0.0.1:{args.refsim_port}"
+        )
+        asyncio.run(_dev(args, local))
     return 0
 
 

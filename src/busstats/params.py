@@ -3,18 +3,58 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
+from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from typing import TypeVar
 
 from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
 
 E = TypeVar("E", bound=StrEnum)
+Handler = Callable[[Request], Awaitable[Response]]
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_LONGEST_NAME_SHOWN = 60
 
 
 class BadRequest(Exception):
     """The caller sent something the API cannot accept; the message says what and why."""
+
+
+def accepts(*names: str) -> Callable[[Handler], Handler]:
+    """Let a route take only the query parameters `names`; any other is a BadRequest.
+
+    Example, a route that takes `from` and `to` and answers 400 to `?format=csv`:
+
+    >>> @accepts("from", "to")
+    ... async def stats(request: Request) -> Response: ...
+    """
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def checked(request: Request) -> Response:
+            # the route's template (/jobs/{job_id}); never request.url, which fails on a
+            # query string that is not UTF-8
+            route = getattr(request.scope.get("route"), "path", None) or request.scope["path"]
+            only(request.query_params, names, route)
+            return await handler(request)
+
+        return checked
+
+    return decorate
+
+
+def only(params: QueryParams, accepted: Sequence[str], route: str) -> None:
+    """Raise BadRequest naming the first parameter not in `accepted`, and the accepted ones."""
+    unknown = next((name for name in params if name not in accepted), None)
+    if unknown is None:
+        return
+    if len(unknown) > _LONGEST_NAME_SHOWN:
+        unknown = unknown[:_LONGEST_NAME_SHOWN] + "..."
+    takes = f"accepts {', '.join(accepted)}" if accepted else "accepts no query parameters"
+    raise BadRequest(f"unknown query parameter {unknown!r}; {route} {takes}")
 
 
 def _at_most_one(params: QueryParams, name: str) -> str | None:

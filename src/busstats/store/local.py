@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from pathlib import Path
-from typing import BinaryIO
+from types import CoroutineType
+from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
 from busstats import metrics
 from busstats.store.base import (
@@ -22,6 +24,8 @@ from busstats.store.base import (
     Versioned,
 )
 
+P = ParamSpec("P")
+T = TypeVar("T")
 _TEMP_PREFIX = ".tmp-"
 _LOCK_NAME = ".conditional-writes.lock"
 
@@ -38,6 +42,28 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _os_errors_as_store_errors(
+    method: Callable[Concatenate[LocalStore, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[LocalStore, P], CoroutineType[Any, Any, T]]:
+    """Turn any OSError of a store call into a StoreError naming the folder, the call and the
+    cause: a file where a folder should be, a full disk, too many open files, no permission.
+
+    The API answers a StoreError with 503, so a broken store is never a 500.
+    """
+
+    @functools.wraps(method)
+    async def translated(store: LocalStore, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(store, *args, **kwargs)
+        except OSError as exc:
+            key = f" {args[0]!r}" if args and isinstance(args[0], str) else ""  # key or prefix
+            raise StoreError(
+                f"local store {store.root}: {method.__name__}{key} failed: {exc}"
+            ) from exc
+
+    return translated
 
 
 class LocalStore:
@@ -102,6 +128,7 @@ class LocalStore:
                     raise PreconditionFailed(f"{key} changed since it was read")
             self._write_atomically(key, lambda f: f.write(data), exclusive=if_absent)
 
+    @_os_errors_as_store_errors
     async def put_bytes(
         self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
     ) -> str:
@@ -111,6 +138,7 @@ class LocalStore:
             await asyncio.to_thread(self._write_atomically, key, lambda f: f.write(data))
         return _etag(data)
 
+    @_os_errors_as_store_errors
     async def put_file(self, key: str, path: Path) -> None:
         def copy(dest: BinaryIO) -> None:
             with path.open("rb") as src:
@@ -118,21 +146,25 @@ class LocalStore:
 
         await asyncio.to_thread(self._write_atomically, key, copy)
 
+    @_os_errors_as_store_errors
     async def get_bytes(self, key: str) -> bytes:
         try:
             return await asyncio.to_thread(self._path(key).read_bytes)
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(key) from None
 
+    @_os_errors_as_store_errors
     async def get_versioned(self, key: str) -> Versioned:
         data = await self.get_bytes(key)
         return Versioned(data, _etag(data))
 
+    @_os_errors_as_store_errors
     async def list_keys(
         self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
     ) -> list[str]:
         def walk() -> list[str]:
             base = self._path(prefix) if prefix else self.root
+            self._check_root()
             if not base.is_dir():
                 return []
             keys = (
@@ -144,11 +176,13 @@ class LocalStore:
 
         return await asyncio.to_thread(walk)
 
+    @_os_errors_as_store_errors
     async def list_folders(
         self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
     ) -> list[str]:
         def walk() -> list[str]:
             base = self._path(prefix) if prefix else self.root
+            self._check_root()
             if not base.is_dir():
                 return []
             folders = (
@@ -160,6 +194,7 @@ class LocalStore:
 
         return await asyncio.to_thread(walk)
 
+    @_os_errors_as_store_errors
     async def delete(self, keys: list[str]) -> None:
         def remove() -> None:
             for key in keys:
@@ -168,6 +203,11 @@ class LocalStore:
                 self._remove_empty_folders(path.parent)
 
         await asyncio.to_thread(remove)
+
+    def _check_root(self) -> None:
+        """A store folder that is a file (or unreadable) is an error, never an empty store."""
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"{self.root} is not a folder")
 
     def _remove_empty_folders(self, folder: Path) -> None:
         while folder != self.root and folder.is_relative_to(self.root):
@@ -180,6 +220,7 @@ class LocalStore:
     def scan_target(self, keys: list[str]) -> ScanTarget:
         return ScanTarget([str(self._path(key)) for key in keys])
 
+    @_os_errors_as_store_errors
     async def check(self) -> None:
         def probe() -> None:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -189,6 +230,7 @@ class LocalStore:
 
         await asyncio.to_thread(probe)
 
+    @_os_errors_as_store_errors
     async def remove_leftovers(self) -> int:
         """Remove temporary files that processes which no longer run left behind (kill -9
         mid-write); returns how many. Files of live processes are kept."""
