@@ -156,7 +156,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
     temp_dir: Annotated[
         str | None,
         Meta(
-            min_length=1,
             description="where downloads wait to be converted (a `busstats/` folder inside);"
             " the system's temporary folder when unset",
         ),
