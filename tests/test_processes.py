@@ -153,7 +153,9 @@ async def test_kill_9_at_any_step_leaves_the_previous_commit_readable(
                 assert (d2["date"], d2["cities_listed"]) == (D2.isoformat(), None)
                 assert "never committed" in d2["reason"]
             await swept(s3, D1)  # the dead job's leftovers under D1 are gone
-            assert await s3.list_keys("jobs/running/") == []
+            async with asyncio.timeout(20):  # and both dead jobs' leases
+                while await s3.list_keys("jobs/running/"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
 
             # running the date again repairs it, and sweeps the dead run's files
             assert (await ingest(http, service.url, D2.isoformat()))["status"] == "succeeded"
@@ -185,6 +187,8 @@ async def test_a_rolling_restart_never_fails_a_running_job_and_dates_never_inter
 
                 # the same date asked of two processes at once: one job after the other
                 async with serve_process(env, http) as other:
+                    # the simulator still sleeps on requests the stopped process gave up
+                    await until(lambda: sim.state.in_flight == 0)
                     sim.state.max_in_flight = 0
                     first, second = await asyncio.gather(
                         wait_for_job(http, new.url, await post(http, new.url, D1), 60),

@@ -20,7 +20,7 @@ ROOT = Path(__file__).parent.parent
 FAKE_PDM = """#!/usr/bin/env bash
 echo "$*" >> "$(dirname "$0")/../../pdm-calls"
 mkdir -p .venv/bin
-for tool in busstats pytest python ruff pyright; do
+for tool in busstats pytest python ruff pyright hadolint; do
     printf '#!/bin/sh\\necho %s "$@"\\n' "$tool" > ".venv/bin/$tool"
     chmod +x ".venv/bin/$tool"
 done

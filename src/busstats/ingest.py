@@ -92,10 +92,16 @@ class Ingest:
         try:
             await self._commit()
         except CommitFailed as exc:
-            job.fail(f"nothing was committed; the date's previous data stands: {exc}")
+            failure: str | None = f"nothing was committed; the date's previous data stands: {exc}"
         else:
-            job.conclude()
+            failure = None
         await self.sweep()
+        # Only now is the job done: a final status saved earlier would let a reader stop
+        # the process before the sweep.
+        if failure is None:
+            job.conclude()
+        else:
+            job.fail(failure)
 
     async def sweep(self) -> None:
         """Remove the date's files no commit names (superseded, crashed or failed runs)."""

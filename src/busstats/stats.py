@@ -82,6 +82,11 @@ async def country_stats(
         try:
             rows = await asyncio.to_thread(_country_days, store, summaries, source)
             break
+        except pl.exceptions.PanicException as exc:
+            # Polars panics (a BaseException) when the process is out of file descriptors
+            # or threads: the machine is short of resources, not the caller wrong.
+            metrics.record_store_error("scan")
+            raise StoreError(f"could not read the data: {exc}") from None
         except (pl.exceptions.PolarsError, OSError) as exc:
             # A re-ingest committed and cleaned up files we were about to read: read again.
             if attempt == READ_ATTEMPTS:

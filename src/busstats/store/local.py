@@ -151,6 +151,7 @@ class LocalStore:
         try:
             return await asyncio.to_thread(self._path(key).read_bytes)
         except (FileNotFoundError, NotADirectoryError):
+            self._check_root()  # a missing object, unless the store itself is not a folder
             raise ObjectNotFound(key) from None
 
     @_os_errors_as_store_errors
