@@ -1,4 +1,4 @@
-"""The HTTP API (routes and payloads as in DESIGN.md)."""
+"""The HTTP API (routes and payloads: docs/api.md)."""
 
 from __future__ import annotations
 

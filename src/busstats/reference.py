@@ -1,4 +1,4 @@
-"""Client for the external reference server (API in DESIGN.md).
+"""Client for the external reference server (its API: docs/reference-server.md).
 
 Upstream is not trusted to behave: every body is capped in size (counted after any
 Content-Encoding is undone), every city in wall time (retries included), redirects are followed
