@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -185,17 +186,20 @@ def s3_environment(bucket: str, endpoint: str) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def serve_process(
-    environment: dict[str, str], http: aiohttp.ClientSession
+    environment: dict[str, str], http: aiohttp.ClientSession, log: Path | None = None
 ) -> AsyncIterator[ServeProcess]:
     """Start `busstats serve` with these BUSSTATS_* settings on a free port; wait until it
-    answers /health; kill it on the way out if the test did not stop it."""
+    answers /health; kill it on the way out if the test did not stop it. Its stderr goes to
+    `log` (a file: not a terminal, and never a full pipe), else nowhere."""
     with free_socket() as sock:
         port = sock.getsockname()[1]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "busstats.cli", "serve", "--port", str(port),
-        env={**os.environ, **SHORT_LEASES, **environment},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    with contextlib.ExitStack() as files:
+        stderr = files.enter_context(log.open("wb")) if log else subprocess.DEVNULL
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "busstats.cli", "serve", "--port", str(port),
+            env={**os.environ, **SHORT_LEASES, **environment},
+            stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
     running = ServeProcess(process, f"http://127.0.0.1:{port}")
     try:
         async with asyncio.timeout(30):

@@ -7,10 +7,6 @@ import asyncio
 import io
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +15,7 @@ import aiohttp
 from busstats.logs import QUIET_LIBRARIES, configure_logging
 from busstats.refsim import SimulatorConfig
 from tests.flows import ingest
-from tests.servers import KEY_ID, REGION, MotoEndpoint, free_socket, simulator
+from tests.servers import KEY_ID, REGION, MotoEndpoint, serve_process, simulator
 
 DAY = "2024-05-01"
 
@@ -29,30 +25,9 @@ async def run_serve(
 ) -> tuple[dict[str, Any], list[str]]:
     """Run `busstats serve` with `env`, ingest `day` through it, stop it; the job and the
     lines it wrote to stderr (a file: not a terminal, and never a full pipe)."""
-    with free_socket() as sock:
-        port = sock.getsockname()[1]
-    with log.open("wb") as stderr:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "busstats.cli", "serve", "--port", str(port),
-            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=stderr,
-        )  # fmt: skip
-    api = f"http://127.0.0.1:{port}"
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                assert process.returncode is None, "the service exited early"
-                try:
-                    async with http.get(f"{api}/health") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.1)
-        job = await ingest(http, api, day)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
-            await process.wait()
+    async with serve_process(env, http, log) as service:
+        job = await ingest(http, service.url, day)
+        await service.stop()
     return job, (await asyncio.to_thread(log.read_text)).splitlines()
 
 

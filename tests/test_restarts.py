@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,37 +16,9 @@ from busstats.layout import PARQUET, date_prefix
 from busstats.refsim import CITIES, SimulatorConfig
 from busstats.store import LocalStore
 from tests.flows import country_stats, ingest, wait_for_job
-from tests.servers import api_server, free_socket, simulator
+from tests.servers import api_server, serve_process, simulator
 
 DAY = "2024-05-01"
-
-
-async def start_serve(
-    tmp_path: Path, reference_url: str, http: aiohttp.ClientSession
-) -> tuple[asyncio.subprocess.Process, str]:
-    """`busstats serve` as its own process, as in production; returns it and its URL."""
-    with free_socket() as sock:
-        port = sock.getsockname()[1]
-    env = {
-        **os.environ,
-        "BUSSTATS_STORE": str(tmp_path / "store"),
-        "BUSSTATS_REFERENCE_URL": reference_url,
-        **SHORT_LEASES,
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "busstats.cli", "serve", "--port", str(port),
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    async with asyncio.timeout(30):
-        while True:
-            assert process.returncode is None, "busstats serve exited early"
-            try:
-                async with http.get(f"{url}/health") as response:
-                    if response.status == 200:
-                        return process, url
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)
 
 
 async def post_and_wait_until_running(http: aiohttp.ClientSession, url: str) -> str:
@@ -70,19 +39,23 @@ async def stored_job(tmp_path: Path, job_id: str) -> dict[str, Any]:
 
 
 SLOW = SimulatorConfig(rows=(5, 10), max_latency=60)
-SHORT_LEASES = {"BUSSTATS_LEASE_SECONDS": "2", "BUSSTATS_LEASE_RENEW_SECONDS": "0.5"}
-"""So that a killed process's jobs are taken for dead within seconds."""
+
+
+def environment(tmp_path: Path, reference_url: str) -> dict[str, str]:
+    return {"BUSSTATS_STORE": str(tmp_path / "store"), "BUSSTATS_REFERENCE_URL": reference_url}
 
 
 async def test_sigterm_during_a_job_stops_quickly_and_records_it_interrupted(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    async with simulator(SLOW) as sim:
-        process, url = await start_serve(tmp_path, sim.url, http)
-        job_id = await post_and_wait_until_running(http, url)
-        process.send_signal(signal.SIGTERM)
+    async with (
+        simulator(SLOW) as sim,
+        serve_process(environment(tmp_path, sim.url), http) as service,
+    ):
+        job_id = await post_and_wait_until_running(http, service.url)
+        service.process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(5):
-            await process.wait()
+            await service.process.wait()
     job = await stored_job(tmp_path, job_id)
     assert job["status"] == "failed"
     assert "interrupted: the service stopped" in str(job["error"])
@@ -94,18 +67,15 @@ async def test_a_job_of_a_killed_process_is_failed_at_the_next_start(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     async with simulator(SLOW) as sim:
-        process, url = await start_serve(tmp_path, sim.url, http)
-        job_id = await post_and_wait_until_running(http, url)
-        process.kill()  # no chance to record anything
-        await process.wait()
+        async with serve_process(environment(tmp_path, sim.url), http) as service:
+            job_id = await post_and_wait_until_running(http, service.url)
+            service.kill()  # no chance to record anything
+            await service.process.wait()
         assert (await stored_job(tmp_path, job_id))["status"] == "running"
 
-        process, url = await start_serve(tmp_path, sim.url, http)
-        try:
-            job = await wait_for_job(http, url, job_id, limit_seconds=20)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            await process.wait()
+        async with serve_process(environment(tmp_path, sim.url), http) as service:
+            job = await wait_for_job(http, service.url, job_id, limit_seconds=20)
+            await service.stop()
     assert job["status"] == "failed"
     assert "stopped renewing its lease" in job["error"]
     assert all(city["status"] in {"succeeded", "failed"} for city in job["cities"])

@@ -16,19 +16,10 @@ import aiohttp
 
 from busstats.budget import ByteBudget
 from busstats.config import Settings
+from busstats.processes import pid_alive
 
 log = logging.getLogger(__name__)
 _FOLDER_PREFIX = "proc-"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ProcessResources:
@@ -61,7 +52,7 @@ class ProcessResources:
         self._temp_parent.mkdir(parents=True, exist_ok=True)
         for folder in self._temp_parent.glob(f"{_FOLDER_PREFIX}*"):
             owner = folder.name.removeprefix(_FOLDER_PREFIX)
-            if owner.isdigit() and (int(owner) == os.getpid() or not _pid_alive(int(owner))):
+            if owner.isdigit() and (int(owner) == os.getpid() or not pid_alive(int(owner))):
                 log.info("removing temporary files a stopped process left: %s", folder)
                 shutil.rmtree(folder, ignore_errors=True)
         self.temp_root.mkdir()

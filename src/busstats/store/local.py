@@ -16,6 +16,7 @@ from types import CoroutineType
 from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
 from busstats import metrics
+from busstats.processes import pid_alive
 from busstats.store.base import (
     ObjectNotFound,
     PreconditionFailed,
@@ -32,16 +33,6 @@ _LOCK_NAME = ".conditional-writes.lock"
 
 def _etag(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _os_errors_as_store_errors(
@@ -242,7 +233,7 @@ class LocalStore:
                 return 0
             for path in self.root.rglob(f"{_TEMP_PREFIX}*"):
                 owner = path.name.removeprefix(_TEMP_PREFIX).split("-", 1)[0]
-                if owner.isdigit() and _pid_alive(int(owner)):
+                if owner.isdigit() and pid_alive(int(owner)):
                     continue
                 path.unlink(missing_ok=True)
                 removed += 1
