@@ -10,7 +10,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from pathlib import Path
 from types import CoroutineType
 from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
@@ -154,37 +154,43 @@ class LocalStore:
     async def list_keys(
         self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
     ) -> list[str]:
-        def walk() -> list[str]:
-            base = self._path(prefix) if prefix else self.root
-            self._check_root()
-            if not base.is_dir():
-                return []
-            keys = (
-                path.relative_to(self.root).as_posix()
-                for path in base.rglob("*")
-                if path.is_file() and not path.name.startswith(".")
-            )
-            return sorted(k for k in keys if _within(k, start_after, stop_after))
+        def keys(base: Path) -> Iterator[str]:
+            return (self._key(path) for path in _files_under(base))
 
-        return await asyncio.to_thread(walk)
+        return await asyncio.to_thread(self._listing, prefix, keys, start_after, stop_after)
 
     @_os_errors_as_store_errors
     async def list_folders(
         self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
     ) -> list[str]:
-        def walk() -> list[str]:
-            base = self._path(prefix) if prefix else self.root
-            self._check_root()
-            if not base.is_dir():
-                return []
-            folders = (
-                path.relative_to(self.root).as_posix() + "/"
-                for path in base.iterdir()
-                if path.is_dir() and _holds_a_file(path)
-            )
-            return sorted(f for f in folders if _within(f, start_after, stop_after))
+        def folders(base: Path) -> Iterator[str]:
+            for path in base.iterdir():
+                if path.is_dir() and next(_files_under(path), None) is not None:
+                    yield self._key(path) + "/"
 
-        return await asyncio.to_thread(walk)
+        return await asyncio.to_thread(self._listing, prefix, folders, start_after, stop_after)
+
+    def _listing(
+        self,
+        prefix: str,
+        entries: Callable[[Path], Iterator[str]],
+        start_after: str | None,
+        stop_after: str | None,
+    ) -> list[str]:
+        """The sorted `entries` under `prefix` within the bounds; none for a missing folder."""
+        base = self._path(prefix) if prefix else self.root
+        self._check_root()
+        if not base.is_dir():
+            return []
+        return sorted(
+            entry
+            for entry in entries(base)
+            if (start_after is None or entry > start_after)
+            and (stop_after is None or entry <= stop_after)
+        )
+
+    def _key(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
 
     @_os_errors_as_store_errors
     async def delete(self, keys: list[str]) -> None:
@@ -245,9 +251,15 @@ class LocalStore:
         return None
 
 
-def _within(key: str, start_after: str | None, stop_after: str | None) -> bool:
-    return (start_after is None or key > start_after) and (stop_after is None or key <= stop_after)
+def _files_under(folder: Path) -> Iterator[Path]:
+    """Every stored file below `folder`, hidden ones (temporary files, the lock) left out.
+    An unreadable folder is an error, never an empty one; one removed mid-walk is fine."""
+    for parent, _, names in os.walk(folder, onerror=_raise_unless_gone, followlinks=True):
+        for name in names:
+            if not name.startswith("."):
+                yield Path(parent) / name
 
 
-def _holds_a_file(folder: Path) -> bool:
-    return any(p.is_file() and not p.name.startswith(".") for p in folder.rglob("*"))
+def _raise_unless_gone(exc: OSError) -> None:
+    if not isinstance(exc, FileNotFoundError):
+        raise exc
