@@ -25,6 +25,9 @@ import msgspec
 from busstats.store import ObjectNotFound, PreconditionFailed, Store
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 class LeaseBody(msgspec.Struct, frozen=True):
     holder: str
     """What holds the lease: a job id."""
@@ -70,9 +73,8 @@ class Leases:
             return None
         try:
             body = msgspec.json.decode(found.data, type=LeaseBody)
-        except msgspec.DecodeError:
-            body = LeaseBody(holder="", owner="(unreadable)", expires_at=dt.datetime.min)
-            body = msgspec.structs.replace(body, expires_at=body.expires_at.replace(tzinfo=dt.UTC))
+        except msgspec.DecodeError:  # a lease nobody can read protects nothing: it has expired
+            body = LeaseBody(holder="", owner="(unreadable)", expires_at=_EPOCH)
         return Lease(key, body, found.etag)
 
     async def take(self, key: str, holder: str) -> Lease | None:
