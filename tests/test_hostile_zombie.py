@@ -43,8 +43,9 @@ _HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive"
 
 @dataclass
 class LateRequests:
-    """A proxy in front of moto that holds requests matching (method, path regex) until
-    `let_through`, then forwards them unchanged: a request delayed in the network."""
+    """A proxy in front of moto that holds the first request matching (method regex, path
+    regex, header) until `released` is set, then forwards it unchanged: a request delayed in
+    the network."""
 
     url: str
     method: str = ""
@@ -62,7 +63,7 @@ class LateRequests:
     def matches(self, request: web.Request) -> bool:
         return (
             not self.held.is_set()
-            and request.method == self.method
+            and re.fullmatch(self.method, request.method) is not None
             and re.search(self.target, request.path) is not None
             and (not self.header or self.header in request.headers)
         )
@@ -130,7 +131,10 @@ async def until_expired(direct: S3Store, key: str, limit: float = 10) -> None:
     """Wait (bounded) until the lease under `key` has expired by the wall clock."""
     leases = Leases(direct, "observer", 2.0)
     async with asyncio.timeout(limit):
-        while (lease := await leases.read(key)) is not None and lease.body.expires_at > now():
+        while True:
+            lease = await leases.read(key)
+            if lease is None or lease.body.expires_at <= now():
+                return
             await asyncio.sleep(0.1)
 
 
@@ -172,7 +176,8 @@ async def test_a_commit_that_lands_after_recovery_swept_the_date_names_no_delete
             # B's recovery ends A's job and sweeps the date (A's new files are not committed).
             await b.recover()
             ended = await JobStore(direct).load(job.job_id)
-            assert ended is not None and ended.status is JobStatus.FAILED
+            assert ended is not None
+            assert ended.status is JobStatus.FAILED
             # The late commit arrives.
             proxy_a.released.set()
             async with asyncio.timeout(30):
