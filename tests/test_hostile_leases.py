@@ -1,0 +1,90 @@
+"""Hostile: leases when one S3 request is slow (held by a proxy, then let through unchanged)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import re
+
+from busstats.jobs import JobStatus, JobStore
+from busstats.layout import date_lease_key, job_lease_key
+from busstats.leases import Leases
+from busstats.refsim import SimulatorConfig
+from busstats.runner import JobRunner
+from tests.servers import MotoEndpoint, open_s3_store, simulator
+from tests.test_hostile_zombie import late_requests, settings, started, until_expired
+
+DAY = dt.date(2024, 5, 1)
+OTHER_DAY = dt.date(2024, 5, 2)
+
+
+async def test_a_late_release_does_not_delete_the_lease_another_process_took_since(
+    moto: MotoEndpoint, bucket: str
+) -> None:
+    """`Leases.release` reads the lease, then deletes it unconditionally: if the lease expired
+    and was taken over between the two, the new holder's lease is deleted, and a third
+    process can take the date while the second still writes it."""
+    async with late_requests(moto.url) as proxy:
+        direct = await open_s3_store(moto.url, bucket)
+        slow = await open_s3_store(proxy.url, bucket, attempts=1)
+        try:
+            key = date_lease_key(DAY)
+            a, b = Leases(slow, "A", seconds=1.0), Leases(direct, "B", seconds=60.0)
+            lease = await a.take(key, holder="job-a")
+            assert lease is not None
+            # The release's write, whatever it is: DeleteObjects is a POST on the bucket.
+            proxy.hold("PUT|POST|DELETE", rf"^/{bucket}(/{re.escape(key)})?$")
+            release = asyncio.create_task(a.release(lease))
+            async with asyncio.timeout(10):
+                await proxy.held.wait()
+            await until_expired(direct, key)
+            taken = await b.take(key, holder="job-b")
+            assert taken is not None
+            proxy.released.set()
+            async with asyncio.timeout(10):
+                await release
+            current = await b.read(key)
+            assert current is not None, "A's late release deleted the lease B took"
+            assert current.body.holder == "job-b"
+        finally:
+            await slow.close()
+            await direct.close()
+
+
+async def test_one_slow_renewal_does_not_cost_the_other_jobs_of_the_process_their_leases(
+    moto: MotoEndpoint, bucket: str
+) -> None:
+    """The keeper renews every lease of the process one after the other: while one renewal
+    hangs (an S3 call may take up to read_timeout 60 s x attempts, longer than a 30 s lease),
+    every other job's lease expires, and any other process ends those healthy jobs."""
+    slow_cities = SimulatorConfig(rows=(5, 10), min_latency=20, max_latency=20)
+    async with simulator(slow_cities) as sim, late_requests(moto.url) as proxy:
+        direct = await open_s3_store(moto.url, bucket)
+        store_a = await open_s3_store(proxy.url, bucket, attempts=1)
+        a = await started(store_a, settings(bucket, proxy.url, sim.url))
+        b = JobRunner(direct, settings(bucket, moto.url, sim.url))
+        try:
+            first = await a.submit(DAY)
+            second = await a.submit(OTHER_DAY)
+            # The next renewal of the first job's lease is slow.
+            proxy.hold("PUT", rf"/{job_lease_key(first.job_id)}$", header="If-Match")
+            async with asyncio.timeout(10):
+                await proxy.held.wait()
+            await until_expired(direct, job_lease_key(first.job_id))
+            # The second job's lease, renewed (or not) in the same rounds, expires within one
+            # more lease length if it is not renewed; a keeper that renews it never lets it.
+            with contextlib.suppress(TimeoutError):
+                await until_expired(direct, job_lease_key(second.job_id), limit=2.5)
+            await b.recover()
+            record = await JobStore(direct).load(second.job_id)
+            assert record is not None
+            assert record.status is JobStatus.RUNNING, (
+                f"the second job, whose process is alive and whose requests all answer, was "
+                f"ended by another process: {record.status} {record.error!r}"
+            )
+        finally:
+            proxy.released.set()
+            await a.close()
+            await store_a.close()
+            await direct.close()
