@@ -80,4 +80,4 @@ async def commit_city(
         new, *keys, result.rows, result.passengers, result.delay_microseconds, result.accident
     )
     rows = summary_rows(day, run_id, [*listed, new], {city.city_id: stored}, {}, previous)
-    await write_summary(store, day, rows, read)
+    await write_summary(store, day, rows, read, run_id)

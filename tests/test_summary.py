@@ -150,14 +150,16 @@ async def test_stats_cost_one_store_request_per_summarised_date(
 async def test_the_longest_empty_range_costs_two_listings(
     moto: MotoEndpoint, bucket: str, http: aiohttp.ClientSession
 ) -> None:
-    async with fault_proxy(moto.url) as proxy:
-        async with api_server(s3_settings(bucket, proxy.url)) as api:
-            seen_before = len(proxy.seen)
-            query = {"from": "2020-01-01", "to": "2030-01-07"}  # 3,660 days
-            async with http.get(f"{api}/country-stats", params=query) as response:
-                assert response.status == 200
-                answer = await response.json()
-            requests = proxy.seen[seen_before:]
+    async with (
+        fault_proxy(moto.url) as proxy,
+        api_server(s3_settings(bucket, proxy.url)) as api,
+    ):
+        seen_before = len(proxy.seen)
+        query = {"from": "2020-01-01", "to": "2030-01-07"}  # 3,660 days
+        async with http.get(f"{api}/country-stats", params=query) as response:
+            assert response.status == 200
+            answer = await response.json()
+        requests = proxy.seen[seen_before:]
     assert len(answer["dates_without_data"]) == 3660
     assert len(requests) == 2, requests  # the range's summaries, and its dates with raw files
     assert all("list-type=2" in request for request in requests)

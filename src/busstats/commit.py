@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from busstats.layout import PARQUET, RAW, city_file_of, date_prefix, summary_key
-from busstats.store import ObjectNotFound, Store, Versioned
+from busstats.store import ObjectNotFound, PreconditionFailed, Store, Versioned
 from busstats.summary import SUMMARY_SCHEMA, decode_summaries, encode_summary
 
 COMMIT_ATTEMPTS = 3
@@ -105,14 +105,30 @@ async def read_summary(store: Store, day: dt.date) -> tuple[pl.DataFrame, Versio
 
 
 async def write_summary(
-    store: Store, day: dt.date, rows: pl.DataFrame, read: Versioned | None
+    store: Store, day: dt.date, rows: pl.DataFrame, read: Versioned | None, writer: str
 ) -> None:
     """The commit: replace exactly the version read; PreconditionFailed if it changed."""
-    data = encode_summary(rows)
+    data = encode_summary(rows, writer)
     if read is None:
         await store.put_bytes(summary_key(day), data, if_absent=True)
     else:
         await store.put_bytes(summary_key(day), data, if_match=read.etag)
+
+
+async def fence_date(store: Store, day: dt.date, fencer: str) -> bool:
+    """Rewrite the date's summary with the same rows, so that a commit still on its way from
+    a process taken for dead (its If-Match names the version before) is refused; call it
+    before sweeping a dead job's date. False when the date has no commit."""
+    for _ in range(COMMIT_ATTEMPTS):
+        summary, read = await read_summary(store, day)
+        if read is None:
+            return False
+        try:
+            await write_summary(store, day, summary, read, fencer)
+        except PreconditionFailed:
+            continue  # a commit landed meanwhile: fence that one
+        return True
+    raise PreconditionFailed(f"the summary of {day} kept changing while it was fenced")
 
 
 async def sweep_date(store: Store, day: dt.date) -> list[str]:

@@ -95,6 +95,7 @@ class Ingest:
             failure: str | None = f"nothing was committed; the date's previous data stands: {exc}"
         else:
             failure = None
+        await self._confirm_lease()  # never sweep a date another job may be writing by now
         await self.sweep()
         # Only now is the job done: a final status saved earlier would let a reader stop
         # the process before the sweep.
@@ -188,7 +189,7 @@ class Ingest:
             rows = pl.concat([rows, kept.with_columns(commit_id=pl.lit(job.job_id))])
             await self._confirm_lease()
             try:
-                await write_summary(self._store, job.date, rows, read)
+                await write_summary(self._store, job.date, rows, read, job.job_id)
                 return
             except PreconditionFailed:
                 continue  # the summary changed since we read it: read it again

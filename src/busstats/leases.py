@@ -14,6 +14,7 @@ a lease's length (NTP does that).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 import msgspec
 
 from busstats.store import ObjectNotFound, PreconditionFailed, Store
-
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -96,16 +96,26 @@ class Leases:
         return Lease(key, msgspec.json.decode(data, type=LeaseBody), etag)
 
     async def renew(self, lease: Lease) -> Lease:
-        """Push the expiry forward; LeaseLost if the lease is no longer ours."""
+        """Push the expiry forward; LeaseLost if the lease is no longer ours.
+
+        A renewal of ours that was given up on may still have landed late, changing the
+        version: a lease that still names this process and holder is ours, whatever its
+        version."""
         data = self._body(lease.body.holder)
         try:
             etag = await self._store.put_bytes(lease.key, data, if_match=lease.etag)
         except (PreconditionFailed, ObjectNotFound) as exc:
-            raise LeaseLost(f"lease {lease.key} was taken or removed") from exc
+            current = await self.read(lease.key)
+            if current is None or not self._ours(current, lease.body.holder):
+                raise LeaseLost(f"lease {lease.key} was taken or removed") from exc
+            return await self.renew(current)
         return Lease(lease.key, msgspec.json.decode(data, type=LeaseBody), etag)
 
+    def _ours(self, lease: Lease, holder: str) -> bool:
+        return lease.body.owner == self.owner and lease.body.holder == holder
+
     async def release(self, lease: Lease) -> None:
-        """Remove the lease if it is still the version we hold; leave it otherwise."""
-        current = await self.read(lease.key)
-        if current is not None and current.etag == lease.etag:
-            await self._store.delete([lease.key])
+        """Remove the lease if it is still the version we hold (a conditional delete, so a
+        release that arrives late never removes a lease another process took since)."""
+        with contextlib.suppress(PreconditionFailed, ObjectNotFound):
+            await self._store.delete_if_match(lease.key, lease.etag)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from busstats import logs, metrics
-from busstats.commit import read_summary, sweep_date
+from busstats.commit import fence_date, read_summary, sweep_date
 from busstats.config import Settings
 from busstats.ingest import Ingest
 from busstats.jobs import JobRecord, JobStore
@@ -42,7 +42,9 @@ class RunningJob:
     recorder: JobRecorder
     job_lease: Lease
     date_lease: Lease | None = None
-    lease_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lease_locks: dict[str, asyncio.Lock] = field(
+        default_factory=lambda: {"job_lease": asyncio.Lock(), "date_lease": asyncio.Lock()}
+    )
     abort_reason: str | None = None
     task: asyncio.Task[None] | None = None
     finishing: bool = False
@@ -122,6 +124,7 @@ class JobRunner:
             if running.abort_reason is None:
                 raise
         except (LeaseLost, RecordTakenOver) as exc:
+            running.date_lease = None  # not ours any more: neither sweep nor release it
             job.fail(f"stopped: another process took this job over ({exc})")
         except StoreError as exc:
             job.fail(f"the store failed: {exc}")
@@ -141,7 +144,7 @@ class JobRunner:
         timeout = SHUTDOWN_SAVE_SECONDS if self._closing else None
         recorded = await running.recorder.save_end(timeout)
         if not swept and running.date_lease is not None and running.abort_reason is None:
-            swept = await self._sweep_holding_lease(job.date, timeout)
+            swept = await self._sweep_holding_lease(running, timeout)
         if running.date_lease is not None:
             await self._quietly(self.leases.release(running.date_lease), "release a date lease")
         self._running.pop(job.job_id, None)
@@ -150,11 +153,17 @@ class JobRunner:
         if recorded and swept:
             await self._quietly(self.leases.release(running.job_lease), "release a job lease")
 
-    async def _sweep_holding_lease(self, day: dt.date, limit: float | None) -> bool:
-        """Remove what a job cut short left under its date; False if that failed."""
+    async def _sweep_holding_lease(self, running: RunningJob, limit: float | None) -> bool:
+        """Remove what a job cut short left under its date, after making sure the date is
+        still its own; False if that failed."""
+        day = running.job.date
         try:
             async with asyncio.timeout(limit):
+                await self._renew(running, "date_lease")
                 await sweep_date(self._store, day)
+        except LeaseLost:
+            running.date_lease = None
+            return False
         except (StoreError, TimeoutError) as exc:
             log.warning("files of %s left for the next clean-up: %r", day, exc)
             return False
@@ -178,7 +187,7 @@ class JobRunner:
 
     async def _renew(self, running: RunningJob, which: str) -> None:
         """Renew one of the job's leases; LeaseLost if another process took it."""
-        async with running.lease_lock:
+        async with running.lease_locks[which]:
             lease: Lease | None = getattr(running, which)
             if lease is not None:
                 setattr(running, which, await self.leases.renew(lease))
@@ -189,19 +198,30 @@ class JobRunner:
         last_recovery = time.monotonic()
         while True:
             await asyncio.sleep(interval)
-            for running in list(self._running.values()):
-                for which in ("job_lease", "date_lease"):
-                    try:
-                        await self._renew(running, which)
-                    except LeaseLost as exc:
-                        running.abort(f"stopped: another process took this job over ({exc})")
-                    except StoreError as exc:
-                        log.warning(
-                            "could not renew a lease of job %s yet: %s", running.job.job_id, exc
-                        )
+            await asyncio.gather(
+                *(
+                    self._keep_lease(running, which)
+                    for running in list(self._running.values())
+                    for which in ("job_lease", "date_lease")
+                )
+            )
             if time.monotonic() - last_recovery >= self._settings.lease_seconds:
                 last_recovery = time.monotonic()
                 await self._quietly(self.recover(), "look for jobs left behind")
+
+    async def _keep_lease(self, running: RunningJob, which: str) -> None:
+        """Renew one lease, giving up well within the lease's length: one slow request must
+        not cost the process's other leases their turn. A renewal given up on that lands
+        later is recognised as ours by the next one."""
+        try:
+            async with asyncio.timeout(self._settings.lease_seconds / 3):
+                await self._renew(running, which)
+        except LeaseLost as exc:
+            if which == "date_lease":
+                running.date_lease = None
+            running.abort(f"stopped: another process took this job over ({exc})")
+        except (StoreError, TimeoutError) as exc:
+            log.warning("could not renew a lease of job %s yet: %r", running.job.job_id, exc)
 
     async def recover(self) -> None:
         """End the jobs whose lease expired: their process died before recording their end.
@@ -254,7 +274,7 @@ class JobRunner:
         if lease is None:
             return False
         try:
-            if (await read_summary(self._store, day))[1] is not None:
+            if await fence_date(self._store, day, f"recovery of {holder}"):
                 await sweep_date(self._store, day)
         finally:
             await self.leases.release(lease)

@@ -47,12 +47,13 @@ SUMMARY_SCHEMA = pl.Schema(
 SUM_COLUMNS = ("buses", "passengers", "delay_microseconds", "accident")
 
 
-def encode_summary(rows: pl.DataFrame) -> bytes:
-    """A date's summary as Parquet bytes."""
+def encode_summary(rows: pl.DataFrame, writer: str) -> bytes:
+    """A date's summary as Parquet bytes; `writer` (who wrote this version, in the footer as
+    `busstats.writer`) makes every write's bytes, and so its version tag, unique."""
     sink = io.BytesIO()
     rows.select(SUMMARY_SCHEMA.names()).cast(dict(SUMMARY_SCHEMA.items())).sort(
         "city_id"
-    ).write_parquet(sink, compression="zstd")
+    ).write_parquet(sink, compression="zstd", metadata={"busstats.writer": writer})
     return sink.getvalue()
 
 

@@ -79,6 +79,11 @@ class Store(Protocol):
         """Delete the keys; keys already gone are no error."""
         ...
 
+    async def delete_if_match(self, key: str, etag: str) -> None:
+        """Delete the object only if it is still version `etag` (S3 `If-Match`);
+        PreconditionFailed if it changed, ObjectNotFound if it is gone."""
+        ...
+
     def scan_target(self, keys: list[str]) -> ScanTarget: ...
 
     async def check(self) -> None:

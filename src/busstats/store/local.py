@@ -207,6 +207,22 @@ class LocalStore:
         if self.root.exists() and not self.root.is_dir():
             raise NotADirectoryError(f"{self.root} is not a folder")
 
+    @_os_errors_as_store_errors
+    async def delete_if_match(self, key: str, etag: str) -> None:
+        def remove() -> None:
+            with self._conditional_lock():
+                path = self._path(key)
+                try:
+                    current = _etag(path.read_bytes())
+                except FileNotFoundError:
+                    raise ObjectNotFound(key) from None
+                if current != etag:
+                    raise PreconditionFailed(f"{key} changed since it was read")
+                path.unlink()
+                self._remove_empty_folders(path.parent)
+
+        await asyncio.to_thread(remove)
+
     def _remove_empty_folders(self, folder: Path) -> None:
         while folder != self.root and folder.is_relative_to(self.root):
             try:

@@ -215,6 +215,10 @@ class S3Store:
                 metrics.record_store_error("delete")
                 raise StoreError(f"S3 delete failed for {len(errors)} objects: {errors[0]}")
 
+    async def delete_if_match(self, key: str, etag: str) -> None:
+        async with _translated_errors(f"delete {key}"):
+            await self._client.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+
     def scan_target(self, keys: list[str]) -> ScanTarget:
         return ScanTarget(
             [f"s3://{self.bucket}/{key}" for key in keys], dict(self._storage_options)
