@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Generator
 from pathlib import Path
@@ -28,7 +29,10 @@ class ProcessResources:
         """Cities in progress at once, over all jobs of this process."""
         self.budget = ByteBudget(settings.max_bytes_in_flight)
         self._temp_parent = Path(settings.temp_dir or tempfile.gettempdir()) / "busstats"
-        self.temp_root = self._temp_parent / f"{_FOLDER_PREFIX}{os.getpid()}"
+        # The host name keeps processes of other machines or containers sharing the folder
+        # (each with its own pid numbers) apart: only this host's dead processes are cleaned.
+        self._folder_prefix = f"{_FOLDER_PREFIX}{socket.gethostname()}-"
+        self.temp_root = self._temp_parent / f"{self._folder_prefix}{os.getpid()}"
         self._timeout = aiohttp.ClientTimeout(
             total=None,
             connect=settings.reference_timeout_seconds,
@@ -50,8 +54,8 @@ class ProcessResources:
 
     def _prepare_temp(self) -> None:
         self._temp_parent.mkdir(parents=True, exist_ok=True)
-        for folder in self._temp_parent.glob(f"{_FOLDER_PREFIX}*"):
-            owner = folder.name.removeprefix(_FOLDER_PREFIX)
+        for folder in self._temp_parent.glob(f"{self._folder_prefix}*"):
+            owner = folder.name.removeprefix(self._folder_prefix)
             if owner.isdigit() and (int(owner) == os.getpid() or not pid_alive(int(owner))):
                 log.info("removing temporary files a stopped process left: %s", folder)
                 shutil.rmtree(folder, ignore_errors=True)
