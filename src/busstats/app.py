@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 from starlette.applications import Starlette
@@ -17,9 +18,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from busstats import logs, metrics, params
+from busstats import jobindex, logs, metrics, params
 from busstats.config import Settings
 from busstats.docs_ui import docs_asset, docs_page
+from busstats.jobindex import JobFilter, JobList
+from busstats.jobs import JobStatus
 from busstats.openapi import openapi_document
 from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
 from busstats.runner import JobRunner
@@ -55,6 +58,37 @@ async def process_request(request: Request) -> Response:
         status_url=f"/jobs/{job.job_id}",
     )
     return json_response(accepted, 202)
+
+
+JOBS_PER_PAGE = 50
+MAX_JOBS_PER_PAGE = 1000
+
+
+@params.accepts("date", "from", "to", "status", "limit", "cursor")
+async def list_jobs(request: Request) -> Response:
+    query = request.query_params
+    on_day = params.optional_day(query, "date")
+    first, last = params.optional_day(query, "from"), params.optional_day(query, "to")
+    if on_day is not None and (first is not None or last is not None):
+        raise params.BadRequest("give either 'date' or 'from'/'to', not both")
+    if first is not None and last is not None and first > last:
+        raise params.BadRequest(f"'from' ({first}) is after 'to' ({last}); give from <= to")
+    status = params.optional_choice(query, "status", JobStatus, None)
+    limit = params.optional_int(query, "limit", JOBS_PER_PAGE, 1, MAX_JOBS_PER_PAGE)
+    cursor = params.optional_text(query, "cursor")
+    keep = JobFilter(first=on_day or first, last=on_day or last, status=status)
+    try:
+        page = await jobindex.list_jobs(request.app.state.store, keep, limit, cursor)
+    except jobindex.BadCursor:
+        raise params.BadRequest(
+            "query parameter 'cursor' is not one this API gave; use the 'next' link of a "
+            "page, or leave it out to start from the newest job"
+        ) from None
+    next_url = None
+    if page.next_cursor is not None:
+        kept = {name: value for name, value in query.items() if name != "cursor"}
+        next_url = f"/jobs?{urlencode({**kept, 'limit': limit, 'cursor': page.next_cursor})}"
+    return json_response(JobList(jobs=page.jobs, next=next_url))
 
 
 @params.accepts()
@@ -173,8 +207,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     """The ASGI app; it opens the store from `settings` unless one is handed in.
 
     >>> app = create_app(Settings(store="./data"))
-    >>> [route.path for route in app.routes][:2]
-    ['/process-request', '/jobs/{job_id}']
+    >>> [route.path for route in app.routes][:3]
+    ['/process-request', '/jobs', '/jobs/{job_id}']
     """
     app_metrics = metrics.Metrics()
 
@@ -197,6 +231,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/process-request", process_request, methods=["POST"]),
+            Route("/jobs", list_jobs, methods=["GET"]),
             Route("/jobs/{job_id}", get_job, methods=["GET"]),
             Route("/country-stats", get_country_stats, methods=["GET"]),
             Route("/health", health, methods=["GET"]),

@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from busstats.jobs import JobRecord
+from busstats.jobindex import JobList
+from busstats.jobs import JobRecord, JobStatus
 from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
 from busstats.stats import CountryStats, Source
 
@@ -76,6 +77,37 @@ OPERATIONS: list[Operation] = [
         " it; the request returns at once. Follow the job at `status_url`.",
         [Answer(202, "The job is queued.", JobAccepted), BAD_INPUT, STORE_DOWN],
         [Param("date", "query", "The day to collect, as YYYY-MM-DD.", DATE_SCHEMA)],
+    ),
+    Operation(
+        "get",
+        "/jobs",
+        "listJobs",
+        "Ingest jobs, newest first",
+        "A page of jobs, newest first: id, date, status and creation time, each with the URL"
+        " of its full record. Filter by the date a job ingests (`date`, or `from` and `to`,"
+        " both inclusive) and by `status`. Follow `next` (null on the last page) for more; a"
+        " page with a strict filter may hold fewer than `limit` jobs and still have a `next`.",
+        [Answer(200, "A page of jobs.", JobList), BAD_INPUT, STORE_DOWN],
+        [
+            Param("date", "query", "Only jobs for this day, as YYYY-MM-DD.", DATE_SCHEMA, False),
+            Param("from", "query", "Only jobs for this day or later.", DATE_SCHEMA, False),
+            Param("to", "query", "Only jobs for this day or earlier.", DATE_SCHEMA, False),
+            Param("status", "query", "Only jobs with this status.", JobStatus, required=False),
+            Param(
+                "limit",
+                "query",
+                "Most jobs on one page (default 50).",
+                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                required=False,
+            ),
+            Param(
+                "cursor",
+                "query",
+                "Where to go on from: part of a page's `next` link, nothing to build by hand.",
+                {"type": "string"},
+                required=False,
+            ),
+        ],
     ),
     Operation(
         "get",

@@ -161,7 +161,12 @@ class LocalStore:
 
     @_os_errors_as_store_errors
     async def list_keys(
-        self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
+        self,
+        prefix: str,
+        *,
+        start_after: str | None = None,
+        stop_after: str | None = None,
+        limit: int | None = None,
     ) -> list[str]:
         def walk() -> list[str]:
             base = self._path(prefix) if prefix else self.root
@@ -173,7 +178,7 @@ class LocalStore:
                 for path in base.rglob("*")
                 if path.is_file() and not path.name.startswith(".")
             )
-            return sorted(k for k in keys if _within(k, start_after, stop_after))
+            return sorted(k for k in keys if _within(k, start_after, stop_after))[:limit]
 
         return await asyncio.to_thread(walk)
 
