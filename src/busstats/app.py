@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -18,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from busstats import jobindex, logs, metrics, params
+from busstats import exports, jobindex, logs, metrics, params
 from busstats.config import Settings
 from busstats.docs_ui import docs_asset, docs_page
 from busstats.jobindex import JobFilter, JobList
@@ -26,7 +27,7 @@ from busstats.jobs import JobStatus
 from busstats.openapi import openapi_document
 from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
 from busstats.runner import JobRunner
-from busstats.stats import Source, country_stats
+from busstats.stats import Source, read_country_stats
 from busstats.store import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -100,12 +101,37 @@ async def get_job(request: Request) -> Response:
     return json_response(job)
 
 
-@params.accepts("from", "to", "source")
+@params.accepts("from", "to", "source", "format")
 async def get_country_stats(request: Request) -> Response:
+    """The statistics in the format asked for, with a strong ETag; 304 when the caller
+    has these bytes already (If-None-Match)."""
     settings: Settings = request.app.state.settings
     start, end = params.date_range(request.query_params, settings.max_range_days)
     source = params.optional_choice(request.query_params, "source", Source, Source.SUMMARY)
-    return json_response(await country_stats(request.app.state.store, start, end, source))
+    asked = params.optional_choice(request.query_params, "format", exports.Format, None)
+    try:
+        fmt = exports.negotiate(asked, request.headers.get("accept"))
+    except exports.NotAcceptable as exc:
+        response = error_response(str(exc), 406)
+        response.headers["Vary"] = "Accept"
+        return response
+    answer = await read_country_stats(request.app.state.store, start, end, source)
+    tag = exports.etag(answer, source, fmt)
+    disposition = "inline" if fmt is exports.Format.JSON else "attachment"
+    headers = {
+        "ETag": tag,
+        "Vary": "Accept",
+        "Cache-Control": "no-cache",  # keep it, but ask each time: a re-ingest changes it
+        "Content-Disposition": f'{disposition}; filename="{exports.filename(answer.stats, fmt)}"',
+        "Busstats-Incomplete-Dates": str(len(answer.stats.incomplete_dates)),
+    }
+    if exports.matches(request.headers.get("if-none-match"), tag):
+        return Response(status_code=304, headers=headers)
+    try:
+        body = await asyncio.to_thread(exports.encode, answer.stats, fmt)
+    except exports.TooLargeForFormat as exc:
+        return error_response(str(exc), 422)
+    return Response(body, headers=headers, media_type=exports.MEDIA_TYPES[fmt])
 
 
 @params.accepts()
