@@ -53,11 +53,18 @@ class Hold:
 
     method: str
     target: str
+    body: str | None = None
+    """A pattern the request body must hold too (the keys of a multi-object delete)."""
     held: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def matches(self, request: web.Request) -> bool:
-        return request.method == self.method and bool(re.search(self.target, described(request)))
+    def matches(self, request: web.Request, payload: bytes) -> bool:
+        return (
+            request.method == self.method
+            and bool(re.search(self.target, described(request)))
+            and (self.body is None or re.search(self.body, payload.decode(errors="replace")))
+            is not None
+        )
 
 
 @dataclass
@@ -73,8 +80,8 @@ class FaultProxy:
         self.rules.append(rule)
         return rule
 
-    def hold(self, method: str, target: str) -> Hold:
-        hold = Hold(method, target)
+    def hold(self, method: str, target: str, body: str | None = None) -> Hold:
+        hold = Hold(method, target, body)
         self.holds.append(hold)
         return hold
 
@@ -95,7 +102,7 @@ async def fault_proxy(upstream: str) -> AsyncIterator[FaultProxy]:
         async def forward(request: web.Request) -> web.StreamResponse:
             proxy.seen.append(f"{request.method} {described(request)}")
             body = await request.read()
-            for hold in [h for h in proxy.holds if h.matches(request)]:
+            for hold in [h for h in proxy.holds if h.matches(request, body)]:
                 hold.held += 1
                 await hold.released.wait()
                 return web.Response(status=500, body=S3_ERROR, content_type="application/xml")

@@ -80,7 +80,14 @@ def test_the_contract_routes_parameters_and_status_codes_are_all_there() -> None
     expected = {
         ("/process-request", "post"): ({"date"}, {"202", "400", "503"}),
         ("/jobs/{job_id}", "get"): ({"job_id"}, {"200", "404", "503"}),
-        ("/country-stats", "get"): ({"from", "to", "source"}, {"200", "400", "503"}),
+        ("/jobs", "get"): (
+            {"date", "from", "to", "status", "limit", "cursor"},
+            {"200", "400", "503"},
+        ),
+        ("/country-stats", "get"): (
+            {"from", "to", "source", "format", "If-None-Match"},
+            {"200", "304", "400", "406", "422", "503"},
+        ),
         ("/health", "get"): (set[str](), {"200"}),
         ("/health/ready", "get"): (set[str](), {"200", "503"}),
         ("/metrics", "get"): (set[str](), {"200"}),
@@ -97,7 +104,20 @@ def test_the_contract_routes_parameters_and_status_codes_are_all_there() -> None
     required = {
         p["name"]: p["required"] for p in document["paths"]["/country-stats"]["get"]["parameters"]
     }
-    assert required == {"from": True, "to": True, "source": False}
+    assert required == {
+        "from": True,
+        "to": True,
+        "source": False,
+        "format": False,
+        "If-None-Match": False,
+    }
+    content = document["paths"]["/country-stats"]["get"]["responses"]["200"]["content"]
+    assert set(content) == {
+        "application/json",
+        "text/csv",
+        "application/vnd.apache.parquet",
+        "application/vnd.apache.arrow.stream",
+    }
 
 
 def test_response_fields_follow_the_handlers_types() -> None:

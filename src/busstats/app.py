@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 from starlette.applications import Starlette
@@ -17,13 +19,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from busstats import logs, metrics, params
+from busstats import exports, jobindex, logs, metrics, params
 from busstats.config import Settings
 from busstats.docs_ui import docs_asset, docs_page
+from busstats.jobindex import JobFilter, JobList
+from busstats.jobs import JobStatus
 from busstats.openapi import openapi_document
 from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
 from busstats.runner import JobRunner
-from busstats.stats import Source, country_stats
+from busstats.stats import Source, read_country_stats
 from busstats.store import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,37 @@ async def process_request(request: Request) -> Response:
     return json_response(accepted, 202)
 
 
+JOBS_PER_PAGE = 50
+MAX_JOBS_PER_PAGE = 1000
+
+
+@params.accepts("date", "from", "to", "status", "limit", "cursor")
+async def list_jobs(request: Request) -> Response:
+    query = request.query_params
+    on_day = params.optional_day(query, "date")
+    first, last = params.optional_day(query, "from"), params.optional_day(query, "to")
+    if on_day is not None and (first is not None or last is not None):
+        raise params.BadRequest("give either 'date' or 'from'/'to', not both")
+    if first is not None and last is not None and first > last:
+        raise params.BadRequest(f"'from' ({first}) is after 'to' ({last}); give from <= to")
+    status = params.optional_choice(query, "status", JobStatus, None)
+    limit = params.optional_int(query, "limit", JOBS_PER_PAGE, 1, MAX_JOBS_PER_PAGE)
+    cursor = params.optional_text(query, "cursor")
+    keep = JobFilter(first=on_day or first, last=on_day or last, status=status)
+    try:
+        page = await jobindex.list_jobs(request.app.state.store, keep, limit, cursor)
+    except jobindex.BadCursor:
+        raise params.BadRequest(
+            "query parameter 'cursor' is not one this API gave; use the 'next' link of a "
+            "page, or leave it out to start from the newest job"
+        ) from None
+    next_url = None
+    if page.next_cursor is not None:
+        kept = {name: value for name, value in query.items() if name != "cursor"}
+        next_url = f"/jobs?{urlencode({**kept, 'limit': limit, 'cursor': page.next_cursor})}"
+    return json_response(JobList(jobs=page.jobs, next=next_url))
+
+
 @params.accepts()
 async def get_job(request: Request) -> Response:
     job_id: str = request.path_params["job_id"]
@@ -66,12 +101,37 @@ async def get_job(request: Request) -> Response:
     return json_response(job)
 
 
-@params.accepts("from", "to", "source")
+@params.accepts("from", "to", "source", "format")
 async def get_country_stats(request: Request) -> Response:
+    """The statistics in the format asked for, with a strong ETag; 304 when the caller
+    has these bytes already (If-None-Match)."""
     settings: Settings = request.app.state.settings
     start, end = params.date_range(request.query_params, settings.max_range_days)
     source = params.optional_choice(request.query_params, "source", Source, Source.SUMMARY)
-    return json_response(await country_stats(request.app.state.store, start, end, source))
+    asked = params.optional_choice(request.query_params, "format", exports.Format, None)
+    try:
+        fmt = exports.negotiate(asked, request.headers.get("accept"))
+    except exports.NotAcceptable as exc:
+        response = error_response(str(exc), 406)
+        response.headers["Vary"] = "Accept"
+        return response
+    answer = await read_country_stats(request.app.state.store, start, end, source)
+    tag = exports.etag(answer, source, fmt)
+    disposition = "inline" if fmt is exports.Format.JSON else "attachment"
+    headers = {
+        "ETag": tag,
+        "Vary": "Accept",
+        "Cache-Control": "no-cache",  # keep it, but ask each time: a re-ingest changes it
+        "Content-Disposition": f'{disposition}; filename="{exports.filename(answer.stats, fmt)}"',
+        "Busstats-Incomplete-Dates": str(len(answer.stats.incomplete_dates)),
+    }
+    if exports.matches(request.headers.get("if-none-match"), tag):
+        return Response(status_code=304, headers=headers)
+    try:
+        body = await asyncio.to_thread(exports.encode, answer.stats, fmt)
+    except exports.TooLargeForFormat as exc:
+        return error_response(str(exc), 422)
+    return Response(body, headers=headers, media_type=exports.MEDIA_TYPES[fmt])
 
 
 @params.accepts()
@@ -173,8 +233,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     """The ASGI app; it opens the store from `settings` unless one is handed in.
 
     >>> app = create_app(Settings(store="./data"))
-    >>> [route.path for route in app.routes][:2]
-    ['/process-request', '/jobs/{job_id}']
+    >>> [route.path for route in app.routes][:3]
+    ['/process-request', '/jobs', '/jobs/{job_id}']
     """
     app_metrics = metrics.Metrics()
 
@@ -197,6 +257,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/process-request", process_request, methods=["POST"]),
+            Route("/jobs", list_jobs, methods=["GET"]),
             Route("/jobs/{job_id}", get_job, methods=["GET"]),
             Route("/country-stats", get_country_stats, methods=["GET"]),
             Route("/health", health, methods=["GET"]),

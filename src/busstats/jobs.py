@@ -11,7 +11,7 @@ import msgspec
 
 from busstats.cities import RejectedCity
 from busstats.convert import InvalidRow
-from busstats.layout import job_key
+from busstats.layout import job_index_key, job_key
 from busstats.store import ObjectNotFound, Store, Versioned
 
 
@@ -24,6 +24,8 @@ class JobStatus(StrEnum):
 
 
 FINAL = {JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED}
+STATUS_ORDER = {JobStatus.QUEUED: 0, JobStatus.RUNNING: 1} | dict.fromkeys(FINAL, 2)
+"""A job's status only moves forward in this order; a final status never changes."""
 
 
 class CityStatus(StrEnum):
@@ -136,10 +138,30 @@ class JobStore:
         self._store = store
 
     async def create(self, job: JobRecord) -> str:
-        """Save a new record; returns its version tag."""
-        return await self._store.put_bytes(
+        """Save a new record and its index entry; returns the record's version tag."""
+        etag = await self._store.put_bytes(
             job_key(job.job_id), msgspec.json.encode(job), if_absent=True
         )
+        await self.index(job)
+        return etag
+
+    async def index(self, job: JobRecord) -> None:
+        """Write the index entry of the job's status, then remove those of earlier statuses
+        (see `busstats.jobindex`). Call it after saving a record whose status changed; it
+        is idempotent, so a failed call is repaired by calling it again."""
+        await self._store.put_bytes(
+            job_index_key(job.created_at, job.job_id, job.date, job.status), b""
+        )
+        rank = STATUS_ORDER[job.status]
+        earlier = [
+            status
+            for status in (JobStatus.QUEUED, JobStatus.RUNNING)
+            if STATUS_ORDER[status] < rank
+        ]
+        if earlier:
+            await self._store.delete(
+                [job_index_key(job.created_at, job.job_id, job.date, s) for s in earlier]
+            )
 
     async def replace(self, job: JobRecord, etag: str) -> str:
         """Save over the version `etag`; PreconditionFailed if the record changed since."""

@@ -54,6 +54,29 @@ def job_key(job_id: str) -> str:
     return f"{JOBS}/{job_id}.json"
 
 
+JOB_INDEX = f"{JOBS}/index/"
+"""Empty objects whose keys list the jobs newest first (see `busstats.jobindex`)."""
+_NEWEST_FIRST = 10**16 - 1
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def job_position(created_at: dt.datetime, job_id: str) -> str:
+    """Where a job sorts in the index: its creation time in microseconds, counted down
+    from 10**16 - 1 so that newer sorts first (16 digits, until the year 2286), then its id."""
+    return f"{_NEWEST_FIRST - (created_at - _EPOCH) // _MICROSECOND:016d}-{job_id}"
+
+
+def created_at_of_position(position: str) -> dt.datetime:
+    """The creation time a `job_position` encodes, to the microsecond."""
+    return _EPOCH + (_NEWEST_FIRST - int(position[:16])) * _MICROSECOND
+
+
+def job_index_key(created_at: dt.datetime, job_id: str, day: dt.date, status: str) -> str:
+    """One index entry of a job: where it sorts, its date and a status it had."""
+    return f"{JOB_INDEX}{job_position(created_at, job_id)}.{day.isoformat()}.{status}"
+
+
 def job_lease_key(job_id: str) -> str:
     """The lease of an unfinished job: it exists from submission to the job's recorded end,
     and its process renews it; an expired one tells any process the job was left behind."""

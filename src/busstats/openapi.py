@@ -18,7 +18,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from busstats.jobs import JobRecord
+from busstats import exports
+from busstats.jobindex import JobList
+from busstats.jobs import JobRecord, JobStatus
 from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
 from busstats.stats import CountryStats, Source
 
@@ -34,7 +36,7 @@ DATE_SCHEMA: dict[str, Any] = {
 @dataclass(frozen=True)
 class Param:
     name: str
-    where: Literal["query", "path"]
+    where: Literal["query", "path", "header"]
     description: str
     schema: dict[str, Any] | type
     """A JSON Schema, or a msgspec-known type to generate it from."""
@@ -48,6 +50,12 @@ class Answer:
     body: type | None = None
     """The msgspec type of a JSON body; None for `media_type` text."""
     media_type: str = "application/json"
+    binary_media_types: tuple[str, ...] = ()
+    """Other media types the same answer may come in (by Accept or a parameter)."""
+    headers: dict[str, str] = field(default_factory=dict[str, str])
+    """Response headers worth documenting, with what they say."""
+    empty: bool = False
+    """No body at all (304)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,12 @@ class Operation:
     params: list[Param] = field(default_factory=list[Param])
 
 
+STATS_HEADERS = {
+    "ETag": "Strong; changes when a date of the range is committed again, and per format.",
+    "Vary": "Accept",
+    "Content-Disposition": "A file name such as country-stats_2024-05-01_2024-05-31.csv.",
+    "Busstats-Incomplete-Dates": "How many dates are in `incomplete_dates`.",
+}
 BAD_INPUT = Answer(
     400, "A parameter is missing, repeated or malformed; `error` says which.", ErrorBody
 )
@@ -76,6 +90,37 @@ OPERATIONS: list[Operation] = [
         " it; the request returns at once. Follow the job at `status_url`.",
         [Answer(202, "The job is queued.", JobAccepted), BAD_INPUT, STORE_DOWN],
         [Param("date", "query", "The day to collect, as YYYY-MM-DD.", DATE_SCHEMA)],
+    ),
+    Operation(
+        "get",
+        "/jobs",
+        "listJobs",
+        "Ingest jobs, newest first",
+        "A page of jobs, newest first: id, date, status and creation time, each with the URL"
+        " of its full record. Filter by the date a job ingests (`date`, or `from` and `to`,"
+        " both inclusive) and by `status`. Follow `next` (null on the last page) for more; a"
+        " page with a strict filter may hold fewer than `limit` jobs and still have a `next`.",
+        [Answer(200, "A page of jobs.", JobList), BAD_INPUT, STORE_DOWN],
+        [
+            Param("date", "query", "Only jobs for this day, as YYYY-MM-DD.", DATE_SCHEMA, False),
+            Param("from", "query", "Only jobs for this day or later.", DATE_SCHEMA, False),
+            Param("to", "query", "Only jobs for this day or earlier.", DATE_SCHEMA, False),
+            Param("status", "query", "Only jobs with this status.", JobStatus, required=False),
+            Param(
+                "limit",
+                "query",
+                "Most jobs on one page (default 50).",
+                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                required=False,
+            ),
+            Param(
+                "cursor",
+                "query",
+                "Where to go on from: part of a page's `next` link, nothing to build by hand.",
+                {"type": "string"},
+                required=False,
+            ),
+        ],
     ),
     Operation(
         "get",
@@ -100,7 +145,29 @@ OPERATIONS: list[Operation] = [
         " mean over every bus), per country and day from `from` to `to`, both inclusive;"
         " sorted by date, then country. Dates with no stored bus are listed in"
         " `dates_without_data`. The range is capped by BUSSTATS_MAX_RANGE_DAYS.",
-        [Answer(200, "The statistics.", CountryStats), BAD_INPUT, STORE_DOWN],
+        [
+            Answer(
+                200,
+                "The statistics. CSV, Parquet and Arrow hold the rows of `stats`, one per"
+                " country and day, with the same columns; Parquet and Arrow carry the other"
+                " fields as JSON under the metadata key `busstats`.",
+                CountryStats,
+                binary_media_types=tuple(
+                    t for f, t in exports.MEDIA_TYPES.items() if f is not exports.Format.JSON
+                ),
+                headers=STATS_HEADERS,
+            ),
+            Answer(
+                304,
+                "Not modified: If-None-Match named this answer's ETag.",
+                empty=True,
+                headers=STATS_HEADERS,
+            ),
+            BAD_INPUT,
+            Answer(406, "The Accept header allows none of the formats.", ErrorBody),
+            Answer(422, "A sum exceeds 64 bits, which only JSON can hold.", ErrorBody),
+            STORE_DOWN,
+        ],
         [
             Param("from", "query", "First day, as YYYY-MM-DD.", DATE_SCHEMA),
             Param("to", "query", "Last day (inclusive), as YYYY-MM-DD.", DATE_SCHEMA),
@@ -110,6 +177,21 @@ OPERATIONS: list[Operation] = [
                 "`summary` (default) reads the per-date summaries; `full` recomputes from"
                 " the full data (the same answer).",
                 Source,
+                required=False,
+            ),
+            Param(
+                "format",
+                "query",
+                "`json`, `csv`, `parquet` or `arrow` (an Arrow IPC stream); when absent the"
+                " Accept header chooses, and JSON is the default.",
+                exports.Format,
+                required=False,
+            ),
+            Param(
+                "If-None-Match",
+                "header",
+                "The ETag of an answer you have: 304, with no body, while it is still the answer.",
+                {"type": "string"},
                 required=False,
             ),
         ],
@@ -188,10 +270,16 @@ def _parameter(param: Param, schema_of: dict[int, Any]) -> dict[str, Any]:
 
 
 def _response(answer: Answer, schema_of: dict[int, Any]) -> dict[str, Any]:
-    if answer.body is None:
-        return {
-            "description": answer.description,
-            "content": {answer.media_type: {"schema": {"type": "string"}}},
+    described: dict[str, Any] = {"description": answer.description}
+    if answer.headers:
+        described["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in answer.headers.items()
         }
-    schema = schema_of[id(answer.body)]
-    return {"description": answer.description, "content": {answer.media_type: {"schema": schema}}}
+    if answer.empty:
+        return described
+    schema = {"type": "string"} if answer.body is None else schema_of[id(answer.body)]
+    content = {answer.media_type: {"schema": schema}}
+    for media_type in answer.binary_media_types:
+        content[media_type] = {"schema": {"type": "string", "contentMediaType": media_type}}
+    return described | {"content": content}

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 E = TypeVar("E", bound=StrEnum)
+D = TypeVar("D")
 Handler = Callable[[Request], Awaitable[Response]]
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _LONGEST_NAME_SHOWN = 60
@@ -84,6 +85,34 @@ def day(params: QueryParams, name: str) -> dt.date:
     raise BadRequest(f"query parameter '{name}' must be a real date as YYYY-MM-DD, got {text!r}")
 
 
+def optional_day(params: QueryParams, name: str) -> dt.date | None:
+    """The date in parameter `name` if given, spelled exactly YYYY-MM-DD."""
+    value = _at_most_one(params, name)
+    if value == "":
+        raise BadRequest(f"query parameter '{name}' is empty; give a YYYY-MM-DD or leave it out")
+    return None if value is None else day(params, name)
+
+
+def optional_int(params: QueryParams, name: str, default: int, low: int, high: int) -> int:
+    """An optional whole number from `low` to `high`, both included."""
+    value = _at_most_one(params, name)
+    if value is None:
+        return default
+    if value.isascii() and value.isdigit() and len(value) <= len(str(high)):
+        number = int(value)
+        if low <= number <= high:
+            return number
+    shown = value if len(value) <= _LONGEST_NAME_SHOWN else value[:_LONGEST_NAME_SHOWN] + "..."
+    raise BadRequest(
+        f"query parameter '{name}' must be a whole number from {low} to {high}, got {shown!r}"
+    )
+
+
+def optional_text(params: QueryParams, name: str) -> str | None:
+    """An optional parameter given at most once; empty counts as absent."""
+    return _at_most_one(params, name) or None
+
+
 def date_range(params: QueryParams, max_days: int) -> tuple[dt.date, dt.date]:
     """`from` and `to`, both inclusive, in order and at most `max_days` long."""
     start, end = day(params, "from"), day(params, "to")
@@ -95,7 +124,7 @@ def date_range(params: QueryParams, max_days: int) -> tuple[dt.date, dt.date]:
     return start, end
 
 
-def optional_choice(params: QueryParams, name: str, choices: type[E], default: E) -> E:
+def optional_choice(params: QueryParams, name: str, choices: type[E], default: D) -> E | D:
     """An optional parameter that must be one of an enumeration's values."""
     value = _at_most_one(params, name)
     if value is None:

@@ -32,6 +32,8 @@ class JobRecorder:
         self.job = job
         self._jobs = jobs
         self._etag = etag
+        self._indexed = job.status
+        """The status of the job's index entry (`JobStore.create` wrote the first)."""
         self._interval = interval
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -62,6 +64,9 @@ class JobRecorder:
                 self._etag = await self._jobs.replace(self.job, self._etag)
             except PreconditionFailed as exc:
                 raise RecordTakenOver(f"job {self.job.job_id} was ended elsewhere") from exc
+            if self.job.status != self._indexed:  # a failure here is retried with the save
+                await self._jobs.index(self.job)
+                self._indexed = self.job.status
 
     async def _keep_saving(self, on_taken_over: Callable[[str], None]) -> None:
         """Save progress whenever it changed, at most once an interval. A store that is down

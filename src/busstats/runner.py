@@ -251,6 +251,7 @@ class JobRunner:
                 return None
             job, etag = found
             if job.finished:
+                await self.jobs.index(job)  # its process may have died before indexing it
                 return job.date
             summary, _ = await read_summary(self._store, job.date)
             if job_id in summary["commit_id"]:
@@ -262,6 +263,7 @@ class JobRunner:
                 await self.jobs.replace(job, etag)
             except PreconditionFailed:
                 continue
+            await self.jobs.index(job)
             log.warning("job %s was left unfinished by a process that stopped", job_id)
             return job.date
         return None

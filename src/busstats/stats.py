@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from dataclasses import dataclass
 from enum import StrEnum
 
 import msgspec
@@ -66,6 +67,19 @@ def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=offset) for offset in range((end - start).days + 1)]
 
 
+@dataclass(frozen=True, slots=True)
+class StatsAnswer:
+    """An answer and what it was computed from, for an ETag: the same commits and the same
+    uncommitted dates give the same answer."""
+
+    stats: CountryStats
+    commits: dict[dt.date, str | None]
+    """The commit id of each date's summary read (one per summary; several would be joined
+    by commas); None for a summary older than commits."""
+    uncommitted: frozenset[dt.date]
+    """Dates with stored data but no commit."""
+
+
 async def country_stats(
     store: Store, start: dt.date, end: dt.date, source: Source = Source.SUMMARY
 ) -> CountryStats:
@@ -74,6 +88,18 @@ async def country_stats(
     >>> answer = await country_stats(store, dt.date(2024, 5, 1), dt.date(2024, 5, 31))
     >>> [(row.date, row.country, row.buses_started) for row in answer.stats][:1]
     [(datetime.date(2024, 5, 1), 'Peru', 10196)]
+    """
+    return (await read_country_stats(store, start, end, source)).stats
+
+
+async def read_country_stats(
+    store: Store, start: dt.date, end: dt.date, source: Source = Source.SUMMARY
+) -> StatsAnswer:
+    """`country_stats`, with the commits and uncommitted dates the answer comes from.
+
+    >>> read = await read_country_stats(store, dt.date(2024, 5, 1), dt.date(2024, 5, 2))
+    >>> read.commits
+    {datetime.date(2024, 5, 1): '20eb2c8e98444ad6895a25c6f998287b'}
     """
     for attempt in range(1, READ_ATTEMPTS + 1):
         summaries, uncommitted = await asyncio.gather(
@@ -95,13 +121,17 @@ async def country_stats(
     else:  # pragma: no cover - the loop breaks or raises
         raise AssertionError("unreachable")
     with_data = {row.date for row in rows}
-    return CountryStats(
+    never_committed = frozenset(uncommitted - set(summaries["date"]))
+    stats = CountryStats(
         start=start,
         end=end,
         stats=rows,
         dates_without_data=[day for day in days_between(start, end) if day not in with_data],
-        incomplete_dates=_incomplete(summaries, uncommitted - set(summaries["date"])),
+        incomplete_dates=_incomplete(summaries, set(never_committed)),
     )
+    commit_ids = summaries.group_by("date").agg(pl.col("commit_id").drop_nulls().unique().sort())
+    commits = {day: ",".join(ids) or None for day, ids in commit_ids.iter_rows()}
+    return StatsAnswer(stats, commits, never_committed)
 
 
 def _country_days(store: Store, summaries: pl.DataFrame, source: Source) -> list[CountryDay]:

@@ -62,10 +62,16 @@ class Store(Protocol):
         ...
 
     async def list_keys(
-        self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
+        self,
+        prefix: str,
+        *,
+        start_after: str | None = None,
+        stop_after: str | None = None,
+        limit: int | None = None,
     ) -> list[str]:
         """Every key under `prefix` (recursively), sorted; with `start_after` and
-        `stop_after`, only keys strictly after the first and not after the second."""
+        `stop_after`, only keys strictly after the first and not after the second; with
+        `limit`, only the first `limit` of those (a page, for a caller that may stop early)."""
         ...
 
     async def list_folders(

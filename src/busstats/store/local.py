@@ -152,12 +152,18 @@ class LocalStore:
 
     @_os_errors_as_store_errors
     async def list_keys(
-        self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
+        self,
+        prefix: str,
+        *,
+        start_after: str | None = None,
+        stop_after: str | None = None,
+        limit: int | None = None,
     ) -> list[str]:
         def keys(base: Path) -> Iterator[str]:
             return (self._key(path) for path in _files_under(base))
 
-        return await asyncio.to_thread(self._listing, prefix, keys, start_after, stop_after)
+        found = await asyncio.to_thread(self._listing, prefix, keys, start_after, stop_after)
+        return found[:limit]
 
     @_os_errors_as_store_errors
     async def list_folders(

@@ -171,9 +171,14 @@ class S3Store:
                 return Versioned(await body.read(), answer.get("ETag", ""))
 
     async def list_keys(
-        self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
+        self,
+        prefix: str,
+        *,
+        start_after: str | None = None,
+        stop_after: str | None = None,
+        limit: int | None = None,
     ) -> list[str]:
-        return await self._list(prefix, "Contents", "Key", start_after, stop_after)
+        return await self._list(prefix, "Contents", "Key", start_after, stop_after, limit)
 
     async def list_folders(
         self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
@@ -187,14 +192,18 @@ class S3Store:
         field: str,
         start_after: str | None,
         stop_after: str | None,
+        limit: int | None = None,
     ) -> list[str]:
-        """One LIST per 1,000 entries, from `start_after` on, stopping past `stop_after`."""
+        """One LIST per 1,000 entries, from `start_after` on, stopping past `stop_after` or
+        once `limit` entries are found."""
         found: list[str] = []
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         if section == "CommonPrefixes":
             arguments["Delimiter"] = "/"
         if start_after is not None:
             arguments["StartAfter"] = start_after
+        if limit is not None:
+            arguments["PaginationConfig"] = {"PageSize": min(limit, 1000)}
         async with _translated_errors(f"list {prefix}"):
             paginator = self._client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(**arguments):
@@ -202,7 +211,9 @@ class S3Store:
                 found.extend(n for n in names if stop_after is None or n <= stop_after)
                 if stop_after is not None and names and max(names) > stop_after:
                     break
-        return sorted(found)
+                if limit is not None and len(found) >= limit:
+                    break
+        return sorted(found)[:limit]
 
     async def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
