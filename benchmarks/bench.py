@@ -24,11 +24,11 @@ from typing import Any
 import psutil
 
 from benchmarks.baselines import same_numbers
-from benchmarks.harness import Service, service, simulator_process
 from benchmarks.report import write_report
 from busstats.refsim import SimulatorConfig
 from busstats.refsim.server import latency_for
-from tests.servers import KEY_ID, REGION, SECRET, MotoEndpoint, moto_server
+from harness.processes import Service, service, simulator_process
+from harness.servers import KEY_ID, REGION, SECRET, MotoEndpoint, moto_server
 
 RESULTS = Path(__file__).parent / "results"
 SEED_START = dt.date(2023, 1, 1)
