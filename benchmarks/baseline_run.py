@@ -1,5 +1,6 @@
-"""Runs one baseline in a fresh process and prints {"rows", "seconds", "peak_rss_mb"} as JSON,
-so each engine's time and memory are its own, not the benchmark driver's."""
+"""Runs one baseline, its spec read as JSON from stdin, in a fresh process and prints
+{"rows", "seconds", "peak_rss_mb"} as JSON, so each engine's time and memory are its own,
+not the benchmark driver's."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from busstats.refsim import CITIES
 
 
 def main() -> None:
-    spec: dict[str, Any] = json.loads(sys.argv[1])
+    spec: dict[str, Any] = json.loads(sys.stdin.read())
     engine = spec["engine"]
     started = time.perf_counter()
     if engine == "pandas":

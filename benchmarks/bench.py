@@ -212,7 +212,8 @@ def under(prefix: str, keys: pl.DataFrame) -> list[str]:
 
 def baseline(spec: dict[str, Any]) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.baseline_run", json.dumps(spec)],
+        [sys.executable, "-m", "benchmarks.baseline_run"],
+        input=json.dumps(spec),  # on stdin: a year's list of files is too long for argv
         capture_output=True,
         text=True,
         check=False,
