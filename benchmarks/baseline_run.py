@@ -1,9 +1,9 @@
-"""Runs one baseline in a fresh process and prints {"rows", "seconds", "peak_rss_mb"} as JSON,
-so each engine's time and memory are its own, not the benchmark driver's."""
+"""Runs one baseline, its spec read as JSON from stdin, in a fresh process and prints
+{"rows", "seconds", "peak_rss_mb"} as JSON, so each engine's time and memory are its own,
+not the benchmark driver's."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import resource
 import sys
@@ -18,7 +18,7 @@ from busstats.refsim import CITIES
 
 
 def main() -> None:
-    spec: dict[str, Any] = json.loads(sys.argv[1])
+    spec: dict[str, Any] = json.loads(sys.stdin.read())
     engine = spec["engine"]
     started = time.perf_counter()
     if engine == "pandas":
@@ -29,9 +29,8 @@ def main() -> None:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        days = [dt.date.fromisoformat(day) for day in spec["days"]]
         rows = baselines.pandas_from_raw(
-            s3, spec["bucket"], days, {city.id: city.country for city in CITIES}
+            s3, spec["bucket"], spec["keys"], {city.id: city.country for city in CITIES}
         )
     elif engine == "duckdb":
         rows = baselines.duckdb_parquet(spec["files"], spec.get("endpoint"))

@@ -5,12 +5,14 @@
 - DuckDB over the same Parquet (local disk, or S3 through its httpfs extension);
 - a bare Polars scan of the same Parquet (to show the service's own overhead).
 
-Each returns rows shaped like the API's `stats`, so `same_numbers` can hold them side by side.
+Each reads exactly the files the dates' summaries name (the committed runs' files), which the
+benchmark lists beforehand, untimed; once the sweeps are done these are also every file under
+`raw/` and `parquet/`, and the benchmark checks that they are. Each returns rows shaped like
+the API's `stats`, so `same_numbers` can hold them side by side.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,8 @@ import duckdb
 import duckdb_extension_httpfs
 import pandas as pd
 import polars as pl
+
+from busstats.layout import city_file_of
 
 Rows = list[dict[str, Any]]
 
@@ -31,21 +35,16 @@ def _rows(frame: pl.DataFrame) -> Rows:
     ]
 
 
-def pandas_from_raw(s3: Any, bucket: str, days: list[dt.date], country_of: dict[int, str]) -> Rows:
-    keys = [
-        item["Key"]
-        for day in days
-        for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=f"raw/date={day.isoformat()}/"
-        )
-        for item in page.get("Contents", [])
-    ]
+def pandas_from_raw(s3: Any, bucket: str, keys: list[str], country_of: dict[int, str]) -> Rows:
+    """Every raw JSON file in `keys` (`raw/date=D/city=<id>.<run>.json`) read into pandas; the
+    city comes from the key, its country from upstream's city list."""
 
     def load(key: str) -> pd.DataFrame:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         frame = pd.read_json(io.BytesIO(body), orient="records", convert_dates=False)
-        city_id = int(key.rsplit("=", 1)[1].removesuffix(".json"))
-        frame["country"] = country_of[city_id]
+        city = city_file_of(key)
+        assert city is not None, f"not a city file: {key}"
+        frame["country"] = country_of[city.city_id]
         frame["date"] = key.split("/")[1].removeprefix("date=")
         return frame
 
@@ -88,7 +87,7 @@ GROUP BY country, date
 
 
 def duckdb_parquet(files: list[str], s3_endpoint: str | None = None) -> Rows:
-    """`files` are globs per date; a fresh connection each time, caches off."""
+    """`files` are the committed Parquet files; a fresh connection each time, caches off."""
     connection = duckdb.connect()
     try:
         connection.execute("SET threads = 2")

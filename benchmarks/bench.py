@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -21,14 +22,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import psutil
 
 from benchmarks.baselines import same_numbers
-from benchmarks.harness import Service, service, simulator_process
+from benchmarks.empty_upstream import empty_upstream
 from benchmarks.report import write_report
+from busstats.layout import summary_key
 from busstats.refsim import SimulatorConfig
 from busstats.refsim.server import latency_for
-from tests.servers import KEY_ID, REGION, SECRET, MotoEndpoint, moto_server
+from busstats.summary import decode_summaries
+from harness.processes import Service, service, simulator_process
+from harness.servers import KEY_ID, REGION, SECRET, MotoEndpoint, moto_server
 
 RESULTS = Path(__file__).parent / "results"
 SEED_START = dt.date(2023, 1, 1)
@@ -36,6 +41,10 @@ S_DAY = dt.date(2024, 6, 1)
 M_DAY = dt.date(2024, 7, 1)
 L_DAYS = [dt.date(2024, 8, 1), dt.date(2024, 8, 2)]
 ROWS_PER_MB = 8200  # the simulator writes about 122 bytes a row
+EMPTY_DAY = dt.date(2024, 9, 1)
+EMPTY_CITIES_TARGET_SECONDS = 30.0  # issue 8 item 8
+EMPTY_RANGE_TARGET_SECONDS = 1.0  # issue 8 item 11
+FULL_OVER_POLARS_TARGET = 1.2  # issue 7
 
 
 @dataclass
@@ -150,13 +159,61 @@ async def measured_s_ingest(run: Run) -> None:
     )
 
 
-def parquet_globs(days: list[dt.date], prefix: str) -> list[str]:
-    return [f"{prefix}/parquet/date={day.isoformat()}/*.parquet" for day in days]
+async def empty_cities_phase(run: Run) -> None:
+    """Many cities, none with a bus that day, into the local store: the cost of a city
+    itself (fetch, an empty Parquet file, two writes, a summary row), without data."""
+    count = run.args.empty_cities
+    async with empty_upstream(count) as upstream:
+        env = {**run.s3_env(upstream), "BUSSTATS_STORE": str(run.work / "empty-local")}
+        async with service(env, run.work / "service-empty.log") as svc:
+            svc.rss.reset()
+            started = asyncio.get_running_loop().time()
+            # a 10,000-city job record is about 3 MB: ask for it twice a second, not 20 times
+            job = await svc.ingest(EMPTY_DAY.isoformat(), poll=0.5)
+            wall = asyncio.get_running_loop().time() - started
+            peak = svc.rss.peak_mb
+            status, answer, query_seconds = await svc.get(
+                "/country-stats", **{"from": EMPTY_DAY.isoformat(), "to": EMPTY_DAY.isoformat()}
+            )
+    counted = sum(row["cities_counted"] for row in answer.get("stats", []))
+    if job["status"] != "succeeded" or len(job["cities"]) != count or status != 200:
+        run.failures.append(f"empty cities: job {job['status']}, {len(job['cities'])} cities")
+    job_seconds = (
+        dt.datetime.fromisoformat(job["finished_at"]) - dt.datetime.fromisoformat(job["started_at"])
+    ).total_seconds()
+    met = "met" if wall < EMPTY_CITIES_TARGET_SECONDS else "NOT met"
+    note = (
+        f"job {job_seconds:.1f} s, {count / wall:.0f} cities/s; target"
+        f" < {EMPTY_CITIES_TARGET_SECONDS:.0f} s {met}"
+    )
+    run.record(Figure("ingest-0", "busstats", "local", f"{count} empty cities", wall, peak, note))
+    run.facts["ingest-empty"] = {
+        "cities": count,
+        "wall_seconds": wall,
+        "job_seconds": job_seconds,
+        "peak_rss_mb": peak,
+        "country_stats_seconds": query_seconds,
+        "rows_answered": len(answer.get("stats", [])),
+        "cities_counted": counted,
+        "target_seconds": EMPTY_CITIES_TARGET_SECONDS,
+    }
+
+
+def committed_keys(root: Path, days: list[dt.date]) -> pl.DataFrame:
+    """`raw_key` and `parquet_key` of every city the dates' summaries count: exactly the files
+    the service's answer comes from (read from the local copy, which has the same summaries)."""
+    blobs = [path.read_bytes() for day in days if (path := root / summary_key(day)).exists()]
+    return decode_summaries(blobs).filter("counted").select("raw_key", "parquet_key")
+
+
+def under(prefix: str, keys: pl.DataFrame) -> list[str]:
+    return [f"{prefix}/{key}" for key in keys["parquet_key"]]
 
 
 def baseline(spec: dict[str, Any]) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.baseline_run", json.dumps(spec)],
+        [sys.executable, "-m", "benchmarks.baseline_run"],
+        input=json.dumps(spec),  # on stdin: a year's list of files is too long for argv
         capture_output=True,
         text=True,
         check=False,
@@ -166,6 +223,17 @@ def baseline(spec: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"baseline {spec['engine']} failed: {done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+async def empty_range_query(run: Run, svc: Service, store: str) -> None:
+    """The longest range the service accepts, over dates with no data at all (the years
+    before the seeded ones): a LIST of `summary/` and one of `raw/` folders, nothing else."""
+    end = SEED_START - dt.timedelta(days=1)
+    days = [end - dt.timedelta(days=n) for n in reversed(range(run.args.max_range_days))]
+    label = f"no data, {len(days)} days"
+    stats = await service_query(run, svc, store, label, days, "summary")
+    if stats:
+        run.failures.append(f"{store} {label}: {len(stats)} rows for dates with no data")
 
 
 async def service_query(
@@ -180,6 +248,7 @@ async def service_query(
             **{"from": days[0].isoformat(), "to": days[-1].isoformat(), "source": source},
         )
         assert status == 200, answer
+        assert len(answer["stats"]) + len(answer["dates_without_data"]) >= len(days), answer
         times.append(seconds)
     engine = "busstats" if source == "summary" else "busstats full"
     run.record(
@@ -217,12 +286,14 @@ async def query_phase(run: Run, ranges: dict[str, list[dt.date]], local_root: Pa
     }
     with simulator_process() as sim:
         async with service(run.s3_env(sim.url), run.work / "service-query-s3.log") as svc:
+            await empty_range_query(run, svc, "moto")
             for label, days in ranges.items():
                 ours = await service_query(run, svc, "moto", label, days, "summary")
                 if len(days) <= run.args.full_scan_max_days:
                     full = await service_query(run, svc, "moto", label, days, "full")
                     run.check(f"busstats full moto {label}", ours, full)
-                globs = parquet_globs(days, f"s3://{run.bucket}")
+                keys = committed_keys(local_root, days)
+                globs = under(f"s3://{run.bucket}", keys)
                 run_baseline(
                     run,
                     "moto",
@@ -242,34 +313,88 @@ async def query_phase(run: Run, ranges: dict[str, list[dt.date]], local_root: Pa
                         "engine": "pandas",
                         "endpoint": run.moto.url,
                         "bucket": run.bucket,
-                        "days": [d.isoformat() for d in days],
+                        "keys": keys["raw_key"].to_list(),
                     }
                     run_baseline(run, "moto", label, spec, ours)
         local_env = {**run.s3_env(sim.url), "BUSSTATS_STORE": str(local_root)}
         async with service(local_env, run.work / "service-query-local.log") as svc:
+            await empty_range_query(run, svc, "local")
             for label, days in ranges.items():
                 ours = await service_query(run, svc, "local", label, days, "summary")
                 full = await service_query(run, svc, "local", label, days, "full")
                 run.check(f"busstats full local {label}", ours, full)
-                globs = parquet_globs(days, str(local_root))
+                globs = under(str(local_root), committed_keys(local_root, days))
                 run_baseline(run, "local", label, {"engine": "polars", "files": globs}, ours)
                 run_baseline(run, "local", label, {"engine": "duckdb", "files": globs}, ours)
 
 
-def copy_bucket_to_folder(moto: MotoEndpoint, bucket: str, root: Path) -> None:
-    """The same Parquet and summaries on local disk, for the local-store figures."""
-    s3 = moto.client()
-    keys = [
-        item["Key"]
-        for prefix in ("parquet/", "summary/")
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for item in page.get("Contents", [])
-    ]
+def targets(run: Run) -> dict[str, Any]:
+    """The issue's targets beside this run's figures."""
+
+    def seconds(engine: str, store: str, what: str) -> float | None:
+        found = [
+            f.seconds for f in run.figures if (f.engine, f.store, f.what) == (engine, store, what)
+        ]
+        return found[0] if found else None
+
+    year = f"S {run.args.days} days"
+    full, bare = seconds("busstats full", "local", year), seconds("polars", "local", year)
+    empty_range = seconds("busstats", "moto", f"no data, {run.args.max_range_days} days")
+    found: dict[str, Any] = {
+        "empty_cities_seconds": run.facts["ingest-empty"]["wall_seconds"],
+        "empty_cities_target": EMPTY_CITIES_TARGET_SECONDS,
+        "empty_range_moto_seconds": empty_range,
+        "empty_range_target": EMPTY_RANGE_TARGET_SECONDS,
+        "full_over_polars_local": full / bare if full and bare else None,
+        "full_over_polars_target": FULL_OVER_POLARS_TARGET,
+        "year_moto_seconds": seconds("busstats", "moto", year),
+    }
+    print(
+        f"  targets: {run.args.empty_cities} empty cities in {found['empty_cities_seconds']:.1f} s"
+        f" (< {EMPTY_CITIES_TARGET_SECONDS:.0f}); no data over {run.args.max_range_days} days"
+        f" on moto {empty_range or float('nan'):.3f} s (< {EMPTY_RANGE_TARGET_SECONDS:.0f});"
+        f" source=full over {year} local"
+        f" {found['full_over_polars_local'] or float('nan'):.2f}x bare Polars"
+        f" (< {FULL_OVER_POLARS_TARGET})",
+        flush=True,
+    )
+    return found
+
+
+def copy_bucket_to_folder(run: Run, root: Path) -> None:
+    """The same Parquet and summaries on local disk, for the local-store figures (raw JSON
+    is not copied: only pandas reads it, on moto). Checks on the way that every sweep is
+    done: `raw/` and `parquet/` hold exactly the files the summaries name."""
+    s3 = run.moto.client()
+
+    def listing(prefix: str) -> list[str]:
+        return [
+            item["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=run.bucket, Prefix=prefix
+            )
+            for item in page.get("Contents", [])
+        ]
+
+    summaries = listing("summary/")
+    parquet = listing("parquet/")
+    named = decode_summaries(
+        [s3.get_object(Bucket=run.bucket, Key=key)["Body"].read() for key in summaries]
+    ).filter("counted")
+    for kind, stored in (("raw", listing("raw/")), ("parquet", parquet)):
+        extra = set(stored) - set(named[f"{kind}_key"])
+        missing = set(named[f"{kind}_key"]) - set(stored)
+        if extra or missing:
+            run.failures.append(
+                f"{kind}/ is not what the summaries name: {len(extra)} files more"
+                f" ({sorted(extra)[:2]}), {len(missing)} missing ({sorted(missing)[:2]})"
+            )
+    keys = summaries + parquet
 
     def fetch(key: str) -> None:
         target = root / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        target.write_bytes(s3.get_object(Bucket=run.bucket, Key=key)["Body"].read())
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(fetch, keys))
@@ -280,11 +405,15 @@ async def main(args: argparse.Namespace) -> int:
     with moto_server() as moto, tempfile.TemporaryDirectory(prefix="busstats-bench-") as folder:
         work = Path(folder)
         run = Run(args, moto, moto.new_bucket(), work)
+        load_at_start = os.getloadavg()
         print(
             f"busstats benchmark on {platform.node()}: {psutil.cpu_count()} cores, "
-            f"{psutil.virtual_memory().total / 2**30:.0f} GiB",
+            f"{psutil.virtual_memory().total / 2**30:.0f} GiB, load average"
+            f" {load_at_start[0]:.2f} {load_at_start[1]:.2f} {load_at_start[2]:.2f}"
+            " (the machine is shared: other work running slows every figure)",
             flush=True,
         )
+        await empty_cities_phase(run)
         seed_days = [SEED_START + dt.timedelta(days=n) for n in range(args.days)]
         await ingest_phase(run, "seed-S", seed_days, ["--max-latency", "0"], parallel=4)
         await measured_s_ingest(run)
@@ -297,7 +426,7 @@ async def main(args: argparse.Namespace) -> int:
         ]
         for day in L_DAYS:
             await ingest_phase(run, f"ingest-L {day.day}", [day], ["--max-latency", "0", *big])
-        copy_bucket_to_folder(moto, run.bucket, work / "local")
+        copy_bucket_to_folder(run, work / "local")
         ranges = {
             "S 1 day": seed_days[:1],
             f"S {min(30, args.days)} days": seed_days[:30],
@@ -307,12 +436,19 @@ async def main(args: argparse.Namespace) -> int:
         await query_phase(
             run, dict(sorted(ranges.items(), key=lambda item: len(item[1]))), work / "local"
         )
+        run.facts["targets"] = targets(run)
+    load_at_end = os.getloadavg()
+    print(
+        f"load average at the end: {load_at_end[0]:.2f} {load_at_end[1]:.2f} {load_at_end[2]:.2f}"
+    )
     machine = {
         "cores": psutil.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "load_average_at_start": [round(x, 2) for x in load_at_start],
+        "load_average_at_end": [round(x, 2) for x in load_at_end],
     }
     write_report(RESULTS, machine, [asdict(f) for f in run.figures], run.facts, run.failures)
     if run.failures:
@@ -334,6 +470,15 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--l-mb", type=int, default=155, help="MB per large city at size L")
     parser.add_argument("--l-cities", type=int, default=3, help="large cities at size L")
     parser.add_argument("--repeat", type=int, default=3, help="runs per service query")
+    parser.add_argument(
+        "--empty-cities", type=int, default=10_000, help="cities of the empty-day ingest"
+    )
+    parser.add_argument(
+        "--max-range-days",
+        type=int,
+        default=3660,
+        help="days of the query over dates with no data (BUSSTATS_MAX_RANGE_DAYS)",
+    )
     parser.add_argument(
         "--pandas-max-days", type=int, default=30, help="longest range the pandas baseline runs"
     )

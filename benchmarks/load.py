@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import moto_process, service, simulator_process
-from tests.servers import KEY_ID, REGION, SECRET
+from harness.processes import moto_process, service, simulator_process
+from harness.servers import KEY_ID, REGION, SECRET
 
 RESULTS = Path(__file__).parent / "results"
 FIRST_DAY = dt.date(2024, 3, 1)

@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 
 from busstats.store import LocalStore, Store
-from tests.servers import MotoEndpoint, moto_server, open_s3_store
+from harness.servers import MotoEndpoint, moto_server, open_s3_store
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from tests.servers import free_socket
+from harness.servers import free_socket
 
 
 @contextlib.asynccontextmanager

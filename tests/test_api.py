@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from busstats.config import Settings
-from tests.servers import api_server
+from harness.servers import api_server
 
 STATS = "/country-stats"
 PROCESS = "/process-request"

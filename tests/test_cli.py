@@ -18,8 +18,8 @@ import pytest
 
 from busstats.cli import _parser
 from busstats.config import settings_table
+from harness.servers import free_port
 from tests.flows import country_stats, ingest
-from tests.servers import free_port
 
 
 async def wait_until_up(

@@ -30,7 +30,7 @@ import aiohttp
 import yaml
 
 from busstats.config import Settings
-from tests.servers import MotoEndpoint, api_server, free_port
+from harness.servers import MotoEndpoint, api_server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = "2024-05-01"

@@ -30,8 +30,8 @@ from busstats.layout import raw_key
 from busstats.refsim import SimulatorConfig
 from busstats.stats import CountryDay, CountryStats
 from busstats.store import Store
+from harness.servers import api_server, settings_for, simulator
 from tests.flows import ingest
-from tests.servers import api_server, settings_for, simulator
 
 DAYS = ("2024-05-01", "2024-05-02")
 RANGE = "from=2024-05-01&to=2024-05-03"

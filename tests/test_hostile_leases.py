@@ -12,7 +12,7 @@ from busstats.layout import date_lease_key, job_lease_key
 from busstats.leases import Leases
 from busstats.refsim import SimulatorConfig
 from busstats.runner import JobRunner
-from tests.servers import MotoEndpoint, open_s3_store, simulator
+from harness.servers import MotoEndpoint, open_s3_store, simulator
 from tests.test_hostile_zombie import late_requests, settings, started, until_expired
 
 DAY = dt.date(2024, 5, 1)

@@ -34,7 +34,7 @@ from busstats.leases import Leases, now
 from busstats.refsim import SimulatorConfig
 from busstats.runner import JobRunner
 from busstats.store import S3Store
-from tests.servers import MotoEndpoint, free_socket, open_s3_store, s3_settings, simulator
+from harness.servers import MotoEndpoint, free_socket, open_s3_store, s3_settings, simulator
 
 DAY = dt.date(2024, 5, 1)
 SIM = SimulatorConfig(rows=(20, 40), max_latency=0.05)

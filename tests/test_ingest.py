@@ -14,10 +14,10 @@ from busstats.layout import PARQUET, RAW, date_prefix, parquet_key, raw_key
 from busstats.refsim import CITIES, Fault, SimulatorConfig
 from busstats.refsim.server import JUNK_ROWS
 from busstats.store import LocalStore, Store
+from harness.servers import api_server, settings_for, simulator
 from tests.expected import assert_same_stats, country_stats
 from tests.flows import country_stats as get_stats
 from tests.flows import ingest, raw_files
-from tests.servers import api_server, settings_for, simulator
 
 DAY = dt.date(2024, 5, 1)
 COUNTRY_OF = {city.id: city.country for city in CITIES}

@@ -21,9 +21,7 @@ from busstats.leases import Leases
 from busstats.refsim import SimulatorConfig
 from busstats.runner import JobRunner
 from busstats.store import Store
-from tests.faultproxy import fault_proxy
-from tests.flows import ingest
-from tests.servers import (
+from harness.servers import (
     MotoEndpoint,
     api_server,
     open_s3_store,
@@ -31,6 +29,8 @@ from tests.servers import (
     settings_for,
     simulator,
 )
+from tests.faultproxy import fault_proxy
+from tests.flows import ingest
 
 START = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
 FINAL_STATUSES = [JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED]

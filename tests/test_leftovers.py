@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 
 from busstats.refsim import SimulatorConfig
+from harness.servers import serve_process, simulator
 from tests.flows import wait_for_job
-from tests.servers import serve_process, simulator
 
 
 async def dead_pid() -> int:

@@ -14,8 +14,8 @@ import aiohttp
 
 from busstats.logs import QUIET_LIBRARIES, configure_logging
 from busstats.refsim import SimulatorConfig
+from harness.servers import KEY_ID, REGION, MotoEndpoint, serve_process, simulator
 from tests.flows import ingest
-from tests.servers import KEY_ID, REGION, MotoEndpoint, serve_process, simulator
 
 DAY = "2024-05-01"
 

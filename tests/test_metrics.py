@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from busstats.config import Settings
 from busstats.refsim import Fault, SimulatorConfig
+from harness.servers import api_server, simulator
 from tests.flows import FINISHED
-from tests.servers import api_server, simulator
 
 DAY = "2024-05-01"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

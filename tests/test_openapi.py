@@ -22,7 +22,7 @@ from busstats.jobs import CityReport, JobRecord
 from busstats.openapi import openapi_document
 from busstats.payloads import JobAccepted
 from busstats.stats import CountryDay, CountryStats
-from tests.servers import api_server
+from harness.servers import api_server
 
 NOT_IN_DOCUMENT = {"/openapi.json", "/docs", "/docs/{name}"}
 

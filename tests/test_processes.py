@@ -15,11 +15,7 @@ from busstats.commit import read_summary
 from busstats.layout import PARQUET, RAW, date_prefix
 from busstats.refsim import CITIES, SimulatorConfig
 from busstats.store import S3Store
-from tests.expected import assert_same_stats, country_stats
-from tests.faultproxy import FaultProxy, fault_proxy
-from tests.flows import country_stats as get_stats
-from tests.flows import ingest, raw_files, wait_for_job
-from tests.servers import (
+from harness.servers import (
     MotoEndpoint,
     RunningSimulator,
     open_s3_store,
@@ -27,6 +23,10 @@ from tests.servers import (
     serve_process,
     simulator,
 )
+from tests.expected import assert_same_stats, country_stats
+from tests.faultproxy import FaultProxy, fault_proxy
+from tests.flows import country_stats as get_stats
+from tests.flows import ingest, raw_files, wait_for_job
 
 D1, D2 = dt.date(2024, 5, 1), dt.date(2024, 5, 2)
 COUNTRY_OF = {city.id: city.country for city in CITIES}

@@ -11,9 +11,9 @@ from aiohttp import web
 from busstats.config import Settings
 from busstats.layout import job_key
 from busstats.store import LocalStore
+from harness.servers import api_server
 from tests.flows import ingest
 from tests.loopback import loopback_app
-from tests.servers import api_server
 
 CITIES = 600
 

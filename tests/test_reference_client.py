@@ -16,8 +16,8 @@ from busstats import cities, excerpt, reference
 from busstats.config import DateParam, Settings
 from busstats.reference import DateSpelling, ReferenceClient, RetryPolicy
 from busstats.refsim import CITIES, Fault, SimulatorConfig
+from harness.servers import api_server, simulator
 from tests.flows import ingest
-from tests.servers import api_server, simulator
 
 DAY = dt.date(2024, 5, 1)
 

@@ -16,7 +16,7 @@ from busstats.convert import parse_duration_seconds
 from busstats.refsim import CITIES, Fault, SimulatorConfig
 from busstats.refsim.data import generate_rows
 from busstats.refsim.hostile import BAD_CITY_ENTRIES
-from tests.servers import free_socket, simulator
+from harness.servers import free_socket, simulator
 
 QUICK = SimulatorConfig(rows=(3, 8), max_latency=0)
 

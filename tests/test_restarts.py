@@ -15,8 +15,8 @@ from busstats.jobs import JobStore
 from busstats.layout import PARQUET, date_prefix
 from busstats.refsim import CITIES, SimulatorConfig
 from busstats.store import LocalStore
+from harness.servers import api_server, serve_process, simulator
 from tests.flows import country_stats, ingest, wait_for_job
-from tests.servers import api_server, serve_process, simulator
 
 DAY = "2024-05-01"
 

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 from busstats.config import Settings
 from busstats.openapi import OPERATIONS
 from busstats.refsim import SimulatorConfig
-from tests.servers import api_server, simulator
+from harness.servers import api_server, simulator
 
 EXAMPLES = 25
 """Per operation: POST /process-request thus starts at most this many (tiny) jobs."""

@@ -13,9 +13,7 @@ from busstats.jobs import JobStore
 from busstats.layout import date_lease_key, job_lease_key
 from busstats.refsim import SimulatorConfig
 from busstats.store import Store
-from tests.faultproxy import fault_proxy
-from tests.flows import ingest, wait_for_job
-from tests.servers import (
+from harness.servers import (
     MotoEndpoint,
     api_server,
     open_s3_store,
@@ -23,6 +21,8 @@ from tests.servers import (
     settings_for,
     simulator,
 )
+from tests.faultproxy import fault_proxy
+from tests.flows import ingest, wait_for_job
 
 DAY = "2024-05-01"
 

@@ -19,11 +19,11 @@ from busstats.commit import read_summary
 from busstats.layout import PARQUET, RAW, date_prefix, parquet_key, raw_key
 from busstats.refsim import CITIES, SimulatorConfig
 from busstats.store import ObjectNotFound, S3Store, StoreError
+from harness.servers import MotoEndpoint, api_server, open_s3_store, s3_settings, simulator
 from tests.expected import assert_same_stats, country_stats
 from tests.faultproxy import FaultProxy, fault_proxy
 from tests.flows import country_stats as get_stats
 from tests.flows import ingest, raw_files
-from tests.servers import MotoEndpoint, api_server, open_s3_store, s3_settings, simulator
 
 DAY = dt.date(2024, 5, 1)
 COUNTRY_OF = {city.id: city.country for city in CITIES}

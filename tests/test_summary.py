@@ -16,9 +16,9 @@ from busstats.layout import summary_key
 from busstats.refsim import Fault, SimulatorConfig
 from busstats.stats import Source, country_stats
 from busstats.store import LocalStore, Store
+from harness.servers import MotoEndpoint, api_server, s3_settings, simulator
 from tests.faultproxy import fault_proxy
 from tests.flows import commit_city, ingest, wait_for_job
-from tests.servers import MotoEndpoint, api_server, s3_settings, simulator
 
 DAY = dt.date(2024, 5, 1)
 

@@ -15,8 +15,8 @@ from busstats.config import Settings
 from busstats.layout import PARQUET, RAW, city_file_of, date_prefix
 from busstats.refsim import CITIES, Fault, SimulatorConfig
 from busstats.store import LocalStore
+from harness.servers import api_server, free_socket, simulator
 from tests.flows import ingest
-from tests.servers import api_server, free_socket, simulator
 
 DAY = dt.date(2024, 5, 1)
 BROKEN = 4

@@ -32,9 +32,9 @@ from busstats.reference import (
 from busstats.refsim import CITIES, Fault, SimulatorConfig
 from busstats.refsim.data import generate_rows
 from busstats.store import LocalStore
+from harness.servers import api_server, simulator
 from tests.flows import ingest, wait_for_job
 from tests.loopback import loopback_app
-from tests.servers import api_server, simulator
 
 DAY = dt.date(2024, 5, 1)
 BROKEN = 4

@@ -20,9 +20,9 @@ from busstats.reference import (
     RetryPolicy,
 )
 from busstats.refsim import Fault, SimulatorConfig
+from harness.servers import api_server, simulator
 from tests.flows import ingest
 from tests.loopback import loopback_app
-from tests.servers import api_server, simulator
 
 DAY = dt.date(2024, 5, 1)
 BROKEN = 4

@@ -1,10 +1,12 @@
-"""The parts a benchmark runs against: moto, the simulator and the service, each measured."""
+"""moto, the simulator and `busstats serve`, each in a process of its own, the service with
+its memory measured: what a benchmark runs against."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -17,14 +19,9 @@ from typing import Any
 import aiohttp
 import psutil
 
-from tests.servers import MotoEndpoint, free_socket
+from harness.servers import MotoEndpoint, free_port
 
 FINISHED = {"succeeded", "partial", "failed"}
-
-
-def free_port() -> int:
-    with free_socket() as sock:
-        return sock.getsockname()[1]
 
 
 class PeakRss:
@@ -161,14 +158,12 @@ def simulator_process(*args: str) -> Iterator[Simulator]:
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    import socket
-
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError("the simulator exited at start")
+            raise RuntimeError(f"{process.args!r} exited at start")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    raise RuntimeError("the simulator did not start in 30 s")
+    raise RuntimeError(f"nothing listened on port {port} within 30 s")
