@@ -55,6 +55,8 @@ class Hold:
     target: str
     body: str | None = None
     """A pattern the request body must hold too (the keys of a multi-object delete)."""
+    header: str | None = None
+    """A header the request must carry too (`If-Match`: a commit, not a first write)."""
     held: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -64,6 +66,7 @@ class Hold:
             and bool(re.search(self.target, described(request)))
             and (self.body is None or re.search(self.body, payload.decode(errors="replace")))
             is not None
+            and (self.header is None or self.header in request.headers)
         )
 
 
@@ -80,8 +83,10 @@ class FaultProxy:
         self.rules.append(rule)
         return rule
 
-    def hold(self, method: str, target: str, body: str | None = None) -> Hold:
-        hold = Hold(method, target, body)
+    def hold(
+        self, method: str, target: str, body: str | None = None, header: str | None = None
+    ) -> Hold:
+        hold = Hold(method, target, body, header)
         self.holds.append(hold)
         return hold
 

@@ -118,7 +118,10 @@ async def test_kill_9_at_any_step_leaves_the_previous_commit_readable(
                 }[step]
                 # a sweep deletes city files; job index entries are deleted alike, by POST
                 body = r"<Key>(raw|parquet)/date=" if step == "sweep" else None
-                trap = proxy.hold("POST" if step == "sweep" else "PUT", target, body)
+                # a commit replaces a summary (If-Match), where a first ingest's placeholder
+                # is created (If-None-Match)
+                header = "If-Match" if step == "commit" else None
+                trap = proxy.hold("POST" if step == "sweep" else "PUT", target, body, header)
             job_id = await post(http, service.url, D1)
             await post(http, service.url, D2)  # a first ingest, cut short too
             if trap is None:
@@ -151,10 +154,10 @@ async def test_kill_9_at_any_step_leaves_the_previous_commit_readable(
                 assert d1 == before["stats"]
             assert_same_stats(d1, country_stats(await raw_files(s3, [D1]), COUNTRY_OF))
             assert D1.isoformat() not in [d["date"] for d in after["incomplete_dates"]]
-            if step in {"upload", "commit"}:  # D2's first ingest stored files, never committed
+            if step in {"upload", "commit"}:  # D2 began its first ingest, cut short uncommitted
                 [d2] = after["incomplete_dates"]
                 assert (d2["date"], d2["cities_listed"]) == (D2.isoformat(), None)
-                assert "never committed" in d2["reason"]
+                assert "nothing was committed" in d2["reason"]
             await swept(s3, D1)  # the dead job's leftovers under D1 are gone
             async with asyncio.timeout(20):  # and both dead jobs' leases
                 while await s3.list_keys("jobs/running/"):  # noqa: ASYNC110

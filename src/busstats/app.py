@@ -95,7 +95,7 @@ async def list_jobs(request: Request) -> Response:
 @params.accepts()
 async def get_job(request: Request) -> Response:
     job_id: str = request.path_params["job_id"]
-    job = await _runner(request).jobs.load(job_id)
+    job = await _runner(request).find(job_id)
     if job is None:
         return error_response(f"no job with id {job_id!r}", 404)
     return json_response(job)

@@ -10,6 +10,7 @@ summary does not name: superseded runs, crashed runs, and this run's own failed 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -113,6 +114,26 @@ async def write_summary(
         await store.put_bytes(summary_key(day), data, if_absent=True)
     else:
         await store.put_bytes(summary_key(day), data, if_match=read.etag)
+
+
+async def begin_date(store: Store, day: dt.date, run_id: str) -> None:
+    """Mark a date that has no commit yet with a placeholder: a summary without rows. Until
+    a commit replaces it, readers know an ingest of the date began and nothing is counted;
+    if the run dies, it stays, and the date is reported incomplete until ingested again.
+    A date with a summary already (a commit or a placeholder) is left as it is."""
+    _, read = await read_summary(store, day)
+    if read is None:
+        with contextlib.suppress(PreconditionFailed):  # another run's, just now: as good
+            await write_summary(store, day, pl.DataFrame(schema=SUMMARY_SCHEMA), None, run_id)
+
+
+async def drop_placeholder(store: Store, day: dt.date) -> None:
+    """Remove the date's placeholder after a run that committed nothing swept its files: the
+    date then simply has no data. A real commit is never removed."""
+    summary, read = await read_summary(store, day)
+    if read is not None and summary.is_empty():
+        with contextlib.suppress(PreconditionFailed, ObjectNotFound):
+            await store.delete_if_match(summary_key(day), read.etag)
 
 
 async def fence_date(store: Store, day: dt.date, fencer: str) -> bool:

@@ -16,6 +16,8 @@ from busstats.commit import (
     COMMIT_ATTEMPTS,
     ListedCity,
     StoredCity,
+    begin_date,
+    drop_placeholder,
     read_summary,
     summary_rows,
     sweep_date,
@@ -86,6 +88,7 @@ class Ingest:
         self._still_listed = listed.listed_ids
         job.cities = [CityReport(city_id=c.id, city_name=c.name, country=c.country) for c in cities]
         self._recorder.changed()
+        await begin_date(self._store, job.date, job.job_id)
         async with asyncio.TaskGroup() as group:
             for city, report in zip(cities, job.cities, strict=True):
                 group.create_task(self._city(city, report))
@@ -97,6 +100,8 @@ class Ingest:
             failure = None
         await self._confirm_lease()  # never sweep a date another job may be writing by now
         await self.sweep()
+        if job.commit_id is None:
+            await drop_placeholder(self._store, job.date)
         # Only now is the job done: a final status saved earlier would let a reader stop
         # the process before the sweep.
         if failure is None:
@@ -132,9 +137,7 @@ class Ingest:
 
     async def _ingest_city(self, city: City, report: CityReport) -> StoredCity:
         day, run_id = self.job.date, self.job.job_id
-        with self._resources.temp_folder() as folder:
-            raw_path = folder / "raw.json"
-            parquet_path = folder / "data.parquet"
+        with self._resources.temp_files() as (raw_path, parquet_path):
             with raw_path.open("wb") as raw_file:
                 download = await self._client.download_day(city.id, day, raw_file)
             report.raw_bytes = download.size

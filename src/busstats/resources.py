@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import tempfile
+import uuid
 from collections.abc import Generator
 from pathlib import Path
 
@@ -62,10 +63,17 @@ class ProcessResources:
         self.temp_root.mkdir()
 
     @contextlib.contextmanager
-    def temp_folder(self) -> Generator[Path]:
-        """A fresh folder for one city's files, removed afterwards."""
-        with tempfile.TemporaryDirectory(dir=self.temp_root) as folder:
-            yield Path(folder)
+    def temp_files(self) -> Generator[tuple[Path, Path]]:
+        """Fresh paths for one city's raw and Parquet file in the process's temp folder,
+        removed afterwards. Plain names rather than a folder per city: creating and removing
+        folders costs the event loop far more, and a city's work runs on it."""
+        stem = self.temp_root / uuid.uuid4().hex
+        paths = stem.with_suffix(".json"), stem.with_suffix(".parquet")
+        try:
+            yield paths
+        finally:
+            for path in paths:
+                path.unlink(missing_ok=True)
 
     async def close(self) -> None:
         if self._session is not None:

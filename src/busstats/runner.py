@@ -88,6 +88,15 @@ class JobRunner:
             log.error("could not look for jobs an earlier process left unfinished: %s", exc)
         self._keeper = asyncio.create_task(self._keep_leases(), name="lease keeper")
 
+    async def find(self, job_id: str) -> JobRecord | None:
+        """A job as it stands: from memory while this process runs it (no read of a record
+        that grows with its cities), else as recorded in the store, so that an end is shown
+        only once it is recorded."""
+        running = self._running.get(job_id)
+        if running is not None and not running.job.finished:
+            return running.job
+        return await self.jobs.load(job_id)
+
     async def submit(self, day: dt.date) -> JobRecord:
         """Record a queued job and start it; returns once the record is saved."""
         job = JobRecord.new(day)

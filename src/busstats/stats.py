@@ -17,11 +17,13 @@ import msgspec
 import polars as pl
 
 from busstats import metrics
-from busstats.layout import RAW, SUMMARY, date_of_folder, date_of_summary, summary_key
+from busstats.layout import SUMMARY, date_of_summary, summary_key
 from busstats.store import ObjectNotFound, Store, StoreError
 from busstats.summary import SUMMARY_SCHEMA, decode_summaries, partials_from_parquet
 
 STORE_CONCURRENCY = 32
+DIRECT_READ_DAYS = 31
+"""Up to this many days, summaries are asked for by key rather than found by listing."""
 READ_ATTEMPTS = 3
 MICROSECONDS_PER_MINUTE = 60_000_000
 REASONS_SHOWN = 3
@@ -102,9 +104,7 @@ async def read_country_stats(
     {datetime.date(2024, 5, 1): '20eb2c8e98444ad6895a25c6f998287b'}
     """
     for attempt in range(1, READ_ATTEMPTS + 1):
-        summaries, uncommitted = await asyncio.gather(
-            _summaries(store, start, end), _uncommitted_dates(store, start, end)
-        )
+        summaries, read = await _summaries(store, start, end)
         try:
             rows = await asyncio.to_thread(_country_days, store, summaries, source)
             break
@@ -121,7 +121,8 @@ async def read_country_stats(
     else:  # pragma: no cover - the loop breaks or raises
         raise AssertionError("unreachable")
     with_data = {row.date for row in rows}
-    never_committed = frozenset(uncommitted - set(summaries["date"]))
+    # A summary without rows is a placeholder: an ingest began, nothing was committed yet.
+    never_committed = frozenset(read - set(summaries["date"]))
     stats = CountryStats(
         start=start,
         end=end,
@@ -181,8 +182,8 @@ def _incomplete(summaries: pl.DataFrame, uncommitted: set[dt.date]) -> list[Inco
             date=day,
             cities_listed=None,
             cities_counted=0,
-            reason="data is stored but was never committed: the first ingest of this date "
-            "was interrupted or is still running; ingest the date again to repair it",
+            reason="an ingest of this date began but nothing was committed yet: the first "
+            "ingest is still running, or was interrupted; ingest the date again to repair it",
         )
         for day in uncommitted
     ]
@@ -210,35 +211,34 @@ def _incomplete(summaries: pl.DataFrame, uncommitted: set[dt.date]) -> list[Inco
     return sorted(found, key=lambda item: item.date)
 
 
-async def _summaries(store: Store, start: dt.date, end: dt.date) -> pl.DataFrame:
-    """The committed summaries of the range: found by listing (one LIST per 1,000 dates that
-    have one), then one GET each, so empty dates cost nothing."""
-    keys = await store.list_keys(
-        f"{SUMMARY}/",
-        start_after=f"{SUMMARY}/{start.isoformat()}",
-        stop_after=summary_key(end),
-    )
-    keys = [key for key in keys if date_of_summary(key) is not None]
+async def _summaries(
+    store: Store, start: dt.date, end: dt.date
+) -> tuple[pl.DataFrame, set[dt.date]]:
+    """The summaries of the range, and the dates whose summary was read.
+
+    A short range asks for each date's summary directly (one GET a date, as many requests
+    as days); a longer one first lists which dates have one (one LIST per 1,000), so empty
+    dates cost nothing. A listing costs more than a GET on some S3 servers, never less."""
+    days = days_between(start, end)
+    if len(days) > DIRECT_READ_DAYS:
+        keys = await store.list_keys(
+            f"{SUMMARY}/",
+            start_after=f"{SUMMARY}/{start.isoformat()}",
+            stop_after=summary_key(end),
+        )
+        days = [day for key in keys if (day := date_of_summary(key)) is not None]
     slots = asyncio.Semaphore(STORE_CONCURRENCY)
 
-    async def fetch(key: str) -> bytes | None:
+    async def fetch(day: dt.date) -> bytes | None:
         async with slots:
             try:
-                return await store.get_bytes(key)
+                return await store.get_bytes(summary_key(day))
             except ObjectNotFound:
-                return None  # removed since the listing
+                return None  # no summary (or removed since the listing)
 
-    blobs = await asyncio.gather(*(fetch(key) for key in keys))
-    if not blobs:
-        return pl.DataFrame(schema=SUMMARY_SCHEMA)
-    return decode_summaries([blob for blob in blobs if blob is not None])
-
-
-async def _uncommitted_dates(store: Store, start: dt.date, end: dt.date) -> set[dt.date]:
-    """Dates of the range with raw files stored (committed or not)."""
-    folders = await store.list_folders(
-        f"{RAW}/",
-        start_after=f"{RAW}/date={start.isoformat()}",
-        stop_after=f"{RAW}/date={end.isoformat()}/",
-    )
-    return {day for folder in folders if (day := date_of_folder(folder)) is not None}
+    blobs = await asyncio.gather(*(fetch(day) for day in days))
+    found = {day: blob for day, blob in zip(days, blobs, strict=True) if blob is not None}
+    if not found:
+        return pl.DataFrame(schema=SUMMARY_SCHEMA), set()
+    frame = await asyncio.to_thread(decode_summaries, list(found.values()))
+    return frame, set(found)
