@@ -159,11 +159,12 @@ async def test_stats_answer_503_when_the_store_fails(
     bucket: str, proxy: FaultProxy, http: aiohttp.ClientSession
 ) -> None:
     settings = s3_settings(bucket, proxy.url, s3_attempts=2)
-    proxy.fail("GET", r"list-type=2")
+    proxy.fail("GET", r"/summary/|list-type=2")  # reading a summary, or listing them
     async with api_server(settings) as api:
-        async with http.get(f"{api}/country-stats?from=2024-05-01&to=2024-05-01") as response:
-            assert response.status == 503
-            body = await response.json()
+        for end in ("2024-05-01", "2024-08-01"):  # a short range reads, a long one lists
+            async with http.get(f"{api}/country-stats?from=2024-05-01&to={end}") as response:
+                assert response.status == 503
+                body = await response.json()
+            assert "the store is unavailable" in body["error"]
         async with http.get(f"{api}/health/ready") as ready:
             assert ready.status == 200  # the bucket itself still answers
-    assert "the store is unavailable" in body["error"]
