@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -98,28 +98,34 @@ class FaultProxy:
         self.holds.clear()
 
 
+PassOn = Callable[[], Awaitable[web.Response]]
+
+
+async def relay(
+    session: aiohttp.ClientSession, upstream: str, request: web.Request, body: bytes
+) -> web.Response:
+    """Pass a request on to `upstream` unchanged and its answer back."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+    async with session.request(
+        request.method, upstream + request.path_qs, headers=headers, data=body
+    ) as answer:
+        payload = await answer.read()
+        reply = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
+        return web.Response(status=answer.status, body=payload, headers=reply)
+
+
 @contextlib.asynccontextmanager
-async def fault_proxy(upstream: str) -> AsyncIterator[FaultProxy]:
+async def loopback_proxy(
+    upstream: str, handle: Callable[[web.Request, bytes, PassOn], Awaitable[web.Response]]
+) -> AsyncIterator[str]:
+    """A proxy on a free loopback port in front of `upstream`; `handle(request, body, pass_on)`
+    answers each request, calling `pass_on()` to relay it. Yields the proxy's URL."""
     sock = free_socket()
-    proxy = FaultProxy(f"http://127.0.0.1:{sock.getsockname()[1]}")
     async with aiohttp.ClientSession(auto_decompress=False) as session:
 
         async def forward(request: web.Request) -> web.StreamResponse:
-            proxy.seen.append(f"{request.method} {described(request)}")
             body = await request.read()
-            for hold in [h for h in proxy.holds if h.matches(request, body)]:
-                hold.held += 1
-                await hold.released.wait()
-                return web.Response(status=500, body=S3_ERROR, content_type="application/xml")
-            if any(rule.takes(request) for rule in proxy.rules):
-                return web.Response(status=500, body=S3_ERROR, content_type="application/xml")
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-            async with session.request(
-                request.method, upstream + request.path_qs, headers=headers, data=body
-            ) as answer:
-                payload = await answer.read()
-                reply = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
-                return web.Response(status=answer.status, body=payload, headers=reply)
+            return await handle(request, body, lambda: relay(session, upstream, request, body))
 
         app = web.Application(client_max_size=1 << 30)
         app.router.add_route("*", "/{tail:.*}", forward)
@@ -127,6 +133,25 @@ async def fault_proxy(upstream: str) -> AsyncIterator[FaultProxy]:
         await runner.setup()
         await web.SockSite(runner, sock).start()
         try:
-            yield proxy
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
         finally:
             await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def fault_proxy(upstream: str) -> AsyncIterator[FaultProxy]:
+    proxy = FaultProxy("")
+
+    async def handle(request: web.Request, body: bytes, pass_on: PassOn) -> web.Response:
+        proxy.seen.append(f"{request.method} {described(request)}")
+        for hold in [h for h in proxy.holds if h.matches(request, body)]:
+            hold.held += 1
+            await hold.released.wait()
+            return web.Response(status=500, body=S3_ERROR, content_type="application/xml")
+        if any(rule.takes(request) for rule in proxy.rules):
+            return web.Response(status=500, body=S3_ERROR, content_type="application/xml")
+        return await pass_on()
+
+    async with loopback_proxy(upstream, handle) as url:
+        proxy.url = url
+        yield proxy

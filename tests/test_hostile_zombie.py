@@ -22,7 +22,6 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import aiohttp
 import msgspec
 from aiohttp import web
 
@@ -34,11 +33,11 @@ from busstats.leases import Leases, now
 from busstats.refsim import SimulatorConfig
 from busstats.runner import JobRunner
 from busstats.store import S3Store
-from harness.servers import MotoEndpoint, free_socket, open_s3_store, s3_settings, simulator
+from harness.servers import MotoEndpoint, open_s3_store, s3_settings, simulator
+from tests.faultproxy import PassOn, loopback_proxy
 
 DAY = dt.date(2024, 5, 1)
 SIM = SimulatorConfig(rows=(20, 40), max_latency=0.05)
-_HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "host"}
 
 
 @dataclass
@@ -71,37 +70,25 @@ class LateRequests:
 
 @contextlib.asynccontextmanager
 async def late_requests(upstream: str) -> AsyncIterator[LateRequests]:
-    sock = free_socket()
-    proxy = LateRequests(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
+    proxy = LateRequests("")
 
-        async def forward(request: web.Request) -> web.StreamResponse:
-            body = await request.read()
-            late = proxy.matches(request)
-            if late:
-                proxy.held.set()
-                await proxy.released.wait()
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-            async with session.request(
-                request.method, upstream + request.path_qs, headers=headers, data=body
-            ) as answer:
-                payload = await answer.read()
-                reply = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
-                if late:
-                    proxy.answer_status = answer.status
-                    proxy.answered.set()
-                return web.Response(status=answer.status, body=payload, headers=reply)
+    async def handle(request: web.Request, body: bytes, pass_on: PassOn) -> web.Response:
+        late = proxy.matches(request)
+        if late:
+            proxy.held.set()
+            await proxy.released.wait()
+        answer = await pass_on()
+        if late:
+            proxy.answer_status = answer.status
+            proxy.answered.set()
+        return answer
 
-        app = web.Application(client_max_size=1 << 30)
-        app.router.add_route("*", "/{tail:.*}", forward)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
+    async with loopback_proxy(upstream, handle) as url:
+        proxy.url = url
         try:
             yield proxy
         finally:
             proxy.released.set()
-            await runner.cleanup()
 
 
 def settings(bucket: str, endpoint: str, reference_url: str, **overrides: object) -> Settings:
