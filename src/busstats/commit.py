@@ -51,12 +51,14 @@ def summary_rows(
     stored: dict[int, StoredCity],
     failures: dict[int, str],
     previous: pl.DataFrame,
+    unusable: Iterable[int] = (),
 ) -> pl.DataFrame:
     """The date's new summary: a row per listed city. A city this run stored counts with its
     new files; one that failed keeps its previous committed row if it had one, else it is
-    listed as not counted, with the reason."""
+    listed as not counted, with the reason. `unusable` are ids upstream still lists in an
+    entry that could not be used: their previous rows are kept as they are."""
     earlier = {row["city_id"]: row for row in previous.filter("counted").iter_rows(named=True)}
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, object]] = [earlier[i] for i in unusable if i in earlier]
     for city in listed:
         if (new := stored.get(city.city_id)) is not None:
             rows.append(

@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import polars as pl
 import stamina
 
 from busstats import logs, metrics
@@ -185,11 +184,10 @@ class Ingest:
         failures = {c.city_id: c.error or "failed" for c in job.cities if c.error is not None}
         for _ in range(COMMIT_ATTEMPTS):
             previous, read = await read_summary(self._store, job.date)
-            kept = previous.filter(
-                pl.col("city_id").is_in(self._still_listed - {c.city_id for c in listed})
+            unusable = self._still_listed - {c.city_id for c in listed}
+            rows = summary_rows(
+                job.date, job.job_id, listed, self._stored, failures, previous, unusable
             )
-            rows = summary_rows(job.date, job.job_id, listed, self._stored, failures, previous)
-            rows = pl.concat([rows, kept.with_columns(commit_id=pl.lit(job.job_id))])
             await self._confirm_lease()
             try:
                 await write_summary(self._store, job.date, rows, read, job.job_id)

@@ -21,7 +21,6 @@ LEASES = "leases"
 _CITY_FILE = re.compile(r"(?:^|/)city=(\d+)(?:\.([0-9a-f]{32}))?\.(?:json|parquet)$")
 """A run's city file; files of the layout before commits existed have no run id."""
 _SUMMARY_FILE = re.compile(r"^summary/(\d{4}-\d{2}-\d{2})\.parquet$")
-_DATE_FOLDER = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/$")
 
 
 class CityFile(NamedTuple):
@@ -96,10 +95,4 @@ def city_file_of(key: str) -> CityFile | None:
 
 def date_of_summary(key: str) -> dt.date | None:
     match = _SUMMARY_FILE.match(key)
-    return dt.date.fromisoformat(match.group(1)) if match else None
-
-
-def date_of_folder(folder: str) -> dt.date | None:
-    """The date of a `<kind>/date=YYYY-MM-DD/` folder."""
-    match = _DATE_FOLDER.search(folder)
     return dt.date.fromisoformat(match.group(1)) if match else None

@@ -74,13 +74,6 @@ class Store(Protocol):
         `limit`, only the first `limit` of those (a page, for a caller that may stop early)."""
         ...
 
-    async def list_folders(
-        self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
-    ) -> list[str]:
-        """The folders directly under `prefix` that hold at least one object, sorted, each
-        ending in `/`; bounds as in `list_keys`."""
-        ...
-
     async def delete(self, keys: list[str]) -> None:
         """Delete the keys; keys already gone are no error."""
         ...

@@ -159,44 +159,20 @@ class LocalStore:
         stop_after: str | None = None,
         limit: int | None = None,
     ) -> list[str]:
-        def keys(base: Path) -> Iterator[str]:
-            return (self._key(path) for path in _files_under(base))
+        def walk() -> list[str]:
+            base = self._path(prefix) if prefix else self.root
+            self._check_root()
+            if not base.is_dir():
+                return []
+            keys = (path.relative_to(self.root).as_posix() for path in _files_under(base))
+            return sorted(
+                key
+                for key in keys
+                if (start_after is None or key > start_after)
+                and (stop_after is None or key <= stop_after)
+            )
 
-        found = await asyncio.to_thread(self._listing, prefix, keys, start_after, stop_after)
-        return found[:limit]
-
-    @_os_errors_as_store_errors
-    async def list_folders(
-        self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
-    ) -> list[str]:
-        def folders(base: Path) -> Iterator[str]:
-            for path in base.iterdir():
-                if path.is_dir() and next(_files_under(path), None) is not None:
-                    yield self._key(path) + "/"
-
-        return await asyncio.to_thread(self._listing, prefix, folders, start_after, stop_after)
-
-    def _listing(
-        self,
-        prefix: str,
-        entries: Callable[[Path], Iterator[str]],
-        start_after: str | None,
-        stop_after: str | None,
-    ) -> list[str]:
-        """The sorted `entries` under `prefix` within the bounds; none for a missing folder."""
-        base = self._path(prefix) if prefix else self.root
-        self._check_root()
-        if not base.is_dir():
-            return []
-        return sorted(
-            entry
-            for entry in entries(base)
-            if (start_after is None or entry > start_after)
-            and (stop_after is None or entry <= stop_after)
-        )
-
-    def _key(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+        return (await asyncio.to_thread(walk))[:limit]
 
     @_os_errors_as_store_errors
     async def delete(self, keys: list[str]) -> None:

@@ -178,28 +178,10 @@ class S3Store:
         stop_after: str | None = None,
         limit: int | None = None,
     ) -> list[str]:
-        return await self._list(prefix, "Contents", "Key", start_after, stop_after, limit)
-
-    async def list_folders(
-        self, prefix: str, *, start_after: str | None = None, stop_after: str | None = None
-    ) -> list[str]:
-        return await self._list(prefix, "CommonPrefixes", "Prefix", start_after, stop_after)
-
-    async def _list(
-        self,
-        prefix: str,
-        section: str,
-        field: str,
-        start_after: str | None,
-        stop_after: str | None,
-        limit: int | None = None,
-    ) -> list[str]:
-        """One LIST per 1,000 entries, from `start_after` on, stopping past `stop_after` or
-        once `limit` entries are found."""
+        """One LIST per 1,000 keys, from `start_after` on, stopping past `stop_after` or once
+        `limit` keys are found."""
         found: list[str] = []
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        if section == "CommonPrefixes":
-            arguments["Delimiter"] = "/"
         if start_after is not None:
             arguments["StartAfter"] = start_after
         if limit is not None:
@@ -207,7 +189,7 @@ class S3Store:
         async with _translated_errors(f"list {prefix}"):
             paginator = self._client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(**arguments):
-                names: list[str] = [item[field] for item in page.get(section, []) if field in item]
+                names = [item["Key"] for item in page.get("Contents", []) if "Key" in item]
                 found.extend(n for n in names if stop_after is None or n <= stop_after)
                 if stop_after is not None and names and max(names) > stop_after:
                     break
