@@ -47,7 +47,7 @@ async def test_small_reservations_share_and_a_huge_one_still_fits_alone() -> Non
 
 
 def test_memory_needed_follows_the_slice_not_the_file() -> None:
-    assert memory_needed(250_000) == 21 * 250_000
-    huge = memory_needed(150 * 2**20)
-    assert huge == memory_needed(500 * 2**20) == 20 * SLICE_BYTES + PART_SIZE
+    assert memory_needed(250_000, PART_SIZE) == 21 * 250_000
+    huge = memory_needed(150 * 2**20, PART_SIZE)
+    assert huge == memory_needed(500 * 2**20, PART_SIZE) == 20 * SLICE_BYTES + PART_SIZE
     assert 2 * huge <= Settings().max_bytes_in_flight < 3 * huge  # two huge cities at once

@@ -13,7 +13,6 @@ import stamina
 from busstats import logs, metrics
 from busstats.commit import (
     COMMIT_ATTEMPTS,
-    ListedCity,
     StoredCity,
     begin_date,
     drop_placeholder,
@@ -22,22 +21,26 @@ from busstats.commit import (
     sweep_date,
     write_summary,
 )
-from busstats.convert import SLICE_BYTES, CityInfo, UnusableResponse, convert_file
+from busstats.convert import SLICE_BYTES, UnusableResponse, convert_file
 from busstats.jobs import CityReport, CityStatus, JobRecord, JobStatus, now
 from busstats.layout import parquet_key, raw_key
 from busstats.recorder import JobRecorder
 from busstats.reference import City, ReferenceClient, ReferenceError
 from busstats.resources import ProcessResources
 from busstats.store import PreconditionFailed, Store, StoreError
-from busstats.store.s3 import PART_SIZE
 
 log = logging.getLogger(__name__)
 
 
-def memory_needed(raw_size: int) -> int:
+def memory_needed(raw_size: int, part_size: int) -> int:
     """Memory a city's conversion and upload hold at most: decoding a slice takes about 14
-    times its JSON (measured; 20 leaves room for the writer), and an upload holds one part."""
-    return 20 * min(raw_size, SLICE_BYTES) + min(raw_size, PART_SIZE)
+    times its JSON (measured; 20 leaves room for the writer), and an upload holds one part
+    (`part_size`, as the store says: `Store.part_size`).
+
+    >>> memory_needed(250_000, 16 * 2**20)
+    5250000
+    """
+    return 20 * min(raw_size, SLICE_BYTES) + min(raw_size, part_size)
 
 
 def _store_down(exc: Exception) -> bool:
@@ -140,11 +143,12 @@ class Ingest:
             with raw_path.open("wb") as raw_file:
                 download = await self._client.download_day(city.id, day, raw_file)
             report.raw_bytes = download.size
-            info = CityInfo(city.id, city.name, city.country)
             provenance = {"job_id": run_id, "raw_sha256": download.sha256}
-            async with self._resources.budget.reserve(memory_needed(download.size)):
+            async with self._resources.budget.reserve(
+                memory_needed(download.size, self._store.part_size)
+            ):
                 result = await asyncio.to_thread(
-                    convert_file, raw_path, parquet_path, info, day, provenance=provenance
+                    convert_file, raw_path, parquet_path, city, day, provenance=provenance
                 )
                 # The run's own keys: nothing a reader uses is overwritten; the commit decides.
                 await self._store.put_file(raw_key(day, city.id, run_id), raw_path)
@@ -154,7 +158,7 @@ class Ingest:
         report.invalid_rows = result.invalid_rows
         report.invalid_examples = result.invalid_examples
         return StoredCity(
-            city=ListedCity(city.id, city.name, city.country),
+            city=city,
             raw_key=raw_key(day, city.id, run_id),
             parquet_key=parquet_key(day, city.id, run_id),
             buses=result.rows,
@@ -180,11 +184,11 @@ class Ingest:
 
     async def _commit_once(self) -> None:
         job = self.job
-        listed = [ListedCity(c.city_id, c.city_name, c.country) for c in job.cities]
+        listed = [City(c.city_id, c.city_name, c.country) for c in job.cities]
         failures = {c.city_id: c.error or "failed" for c in job.cities if c.error is not None}
         for _ in range(COMMIT_ATTEMPTS):
             previous, read = await read_summary(self._store, job.date)
-            unusable = self._still_listed - {c.city_id for c in listed}
+            unusable = self._still_listed - {c.id for c in listed}
             rows = summary_rows(
                 job.date, job.job_id, listed, self._stored, failures, previous, unusable
             )

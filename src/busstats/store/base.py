@@ -43,6 +43,12 @@ class Store(Protocol):
     version read earlier (S3 `If-Match`); a lost race raises PreconditionFailed.
     """
 
+    @property
+    def part_size(self) -> int:
+        """Bytes of a file `put_file` holds in memory at once: what a caller reserves for an
+        upload (an S3 multipart part; a copy buffer locally)."""
+        ...
+
     async def put_bytes(
         self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
     ) -> str:

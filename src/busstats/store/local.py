@@ -31,6 +31,9 @@ _TEMP_PREFIX = ".tmp-"
 _LOCK_NAME = ".conditional-writes.lock"
 
 
+COPY_BUFFER_BYTES = 1 << 20
+
+
 def _etag(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
@@ -64,6 +67,11 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+
+    @property
+    def part_size(self) -> int:
+        """Bytes `put_file` holds at once: its copy buffer."""
+        return COPY_BUFFER_BYTES
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -133,7 +141,7 @@ class LocalStore:
     async def put_file(self, key: str, path: Path) -> None:
         def copy(dest: BinaryIO) -> None:
             with path.open("rb") as src:
-                shutil.copyfileobj(src, dest, 1 << 20)
+                shutil.copyfileobj(src, dest, COPY_BUFFER_BYTES)
 
         await asyncio.to_thread(self._write_atomically, key, copy)
 

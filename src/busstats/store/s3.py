@@ -65,6 +65,11 @@ class S3Store:
         self._storage_options = storage_options
         self._exit_stack = exit_stack
 
+    @property
+    def part_size(self) -> int:
+        """Bytes of one multipart part: an upload holds at most this much in memory."""
+        return self._part_size
+
     @classmethod
     async def open(
         cls,
