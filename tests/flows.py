@@ -10,8 +10,9 @@ from typing import Any
 
 import aiohttp
 
-from busstats.commit import ListedCity, StoredCity, read_summary, summary_rows, write_summary
-from busstats.convert import CityInfo, ConversionResult
+from busstats.cities import City
+from busstats.commit import StoredCity, read_summary, summary_rows, write_summary
+from busstats.convert import ConversionResult
 from busstats.layout import parquet_key, raw_key
 from busstats.store import Store
 
@@ -61,23 +62,23 @@ async def raw_files(store: Store, days: list[dt.date]) -> dict[tuple[dt.date, in
 
 
 async def commit_city(
-    store: Store, day: dt.date, city: CityInfo, raw: Path, parquet: Path, result: ConversionResult
+    store: Store, day: dt.date, city: City, raw: Path, parquet: Path, result: ConversionResult
 ) -> None:
     """Store a converted city under a run of its own and commit it into the date's summary,
     as an ingest would, keeping the cities committed before."""
     run_id = uuid.uuid4().hex
-    keys = raw_key(day, city.city_id, run_id), parquet_key(day, city.city_id, run_id)
+    keys = raw_key(day, city.id, run_id), parquet_key(day, city.id, run_id)
     await store.put_file(keys[0], raw)
     await store.put_file(keys[1], parquet)
     previous, read = await read_summary(store, day)
     listed = [
-        ListedCity(row["city_id"], row["city_name"], row["country"])
+        City(row["city_id"], row["city_name"], row["country"])
         for row in previous.iter_rows(named=True)
-        if row["city_id"] != city.city_id
+        if row["city_id"] != city.id
     ]
-    new = ListedCity(city.city_id, city.city_name, city.country)
+    new = City(city.id, city.name, city.country)
     stored = StoredCity(
         new, *keys, result.rows, result.passengers, result.delay_microseconds, result.accident
     )
-    rows = summary_rows(day, run_id, [*listed, new], {city.city_id: stored}, {}, previous)
+    rows = summary_rows(day, run_id, [*listed, new], {city.id: stored}, {}, previous)
     await write_summary(store, day, rows, read, run_id)

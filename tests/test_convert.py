@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from busstats import convert
+from busstats.cities import City
 from busstats.convert import (
     PARQUET_SCHEMA,
-    CityInfo,
     UnusableResponse,
     convert_file,
     parse_duration_seconds,
@@ -23,7 +23,7 @@ from busstats.convert import (
 from busstats.jsonslices import MAX_ITEM_BYTES
 
 DAY = dt.date(2024, 5, 1)
-CITY = CityInfo(4, "Bouaké", "Côte d'Ivoire")
+CITY = City(4, "Bouaké", "Côte d'Ivoire")
 
 
 def row(**overrides: Any) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from busstats.convert import MAX_PASSENGERS, CityInfo, convert_file
+from busstats.cities import City
+from busstats.convert import MAX_PASSENGERS, convert_file
 from busstats.stats import country_stats
 from busstats.store import Store
 from tests.flows import commit_city
@@ -29,9 +30,9 @@ def bus(day: dt.date, passengers: int, delay: str, accident: bool = False) -> di
 
 
 async def put_city(
-    store: Store, tmp_path: Path, day: dt.date, city: CityInfo, rows: list[dict[str, Any]]
+    store: Store, tmp_path: Path, day: dt.date, city: City, rows: list[dict[str, Any]]
 ) -> None:
-    raw = tmp_path / f"{day}-{city.city_id}.json"
+    raw = tmp_path / f"{day}-{city.id}.json"
     raw.write_text(json.dumps(rows))
     out = raw.with_suffix(".parquet")
     result = convert_file(raw, out, city, day)
@@ -43,12 +44,12 @@ async def test_the_average_delay_is_over_buses_not_over_cities(
 ) -> None:
     # City A: one bus, 60 min late. City B: three buses, 0 min late.
     # Mean over buses: 60 / 4 = 15 min; a mean of city means would say 30.
-    await put_city(store, tmp_path, MAY_1, CityInfo(1, "A", "Peru"), [bus(MAY_1, 10, "PT3600S")])
+    await put_city(store, tmp_path, MAY_1, City(1, "A", "Peru"), [bus(MAY_1, 10, "PT3600S")])
     await put_city(
         store,
         tmp_path,
         MAY_1,
-        CityInfo(2, "B", "Peru"),
+        City(2, "B", "Peru"),
         [bus(MAY_1, 1, "P0D"), bus(MAY_1, 2, "PT0S"), bus(MAY_1, 3, "P0DT0H0M0S")],
     )
     result = await country_stats(store, MAY_1, MAY_1)
@@ -61,14 +62,14 @@ async def test_the_average_delay_is_over_buses_not_over_cities(
 
 async def test_days_and_countries_are_kept_apart_and_sorted(store: Store, tmp_path: Path) -> None:
     cities = [
-        (MAY_2, CityInfo(5, "Seoul", "Korea (Republic of)"), [bus(MAY_2, 7, "PT90S")]),
+        (MAY_2, City(5, "Seoul", "Korea (Republic of)"), [bus(MAY_2, 7, "PT90S")]),
         (
             MAY_1,
-            CityInfo(3, "Bouaké", "Côte d'Ivoire"),
+            City(3, "Bouaké", "Côte d'Ivoire"),
             [bus(MAY_1, 5, "PT1M"), bus(MAY_1, 6, "PT2M", accident=True)],
         ),
-        (MAY_1, CityInfo(4, "Mostar", "Bosnia & Herzegovina"), [bus(MAY_1, 1, "PT30S")]),
-        (MAY_2, CityInfo(6, "Mostar", "Bosnia & Herzegovina"), [bus(MAY_2, 2, "PT6M")]),
+        (MAY_1, City(4, "Mostar", "Bosnia & Herzegovina"), [bus(MAY_1, 1, "PT30S")]),
+        (MAY_2, City(6, "Mostar", "Bosnia & Herzegovina"), [bus(MAY_2, 2, "PT6M")]),
     ]
     for day, city, rows in cities:
         await put_city(store, tmp_path, day, city, rows)
@@ -95,7 +96,7 @@ async def test_days_and_countries_are_kept_apart_and_sorted(store: Store, tmp_pa
 async def test_passenger_sums_do_not_wrap_at_32_bits(store: Store, tmp_path: Path) -> None:
     buses = 2**31 // MAX_PASSENGERS + 1  # the fullest buses allowed, past 2**31 in all
     rows = [bus(MAY_1, MAX_PASSENGERS, "P0D")] * buses
-    await put_city(store, tmp_path, MAY_1, CityInfo(1, "A", "Peru"), rows)
+    await put_city(store, tmp_path, MAY_1, City(1, "A", "Peru"), rows)
     result = await country_stats(store, MAY_1, MAY_1)
     assert result.stats[0].total_passengers == buses * MAX_PASSENGERS > 2**31
 
@@ -103,7 +104,7 @@ async def test_passenger_sums_do_not_wrap_at_32_bits(store: Store, tmp_path: Pat
 async def test_a_day_whose_files_hold_no_valid_row_has_no_data(
     store: Store, tmp_path: Path
 ) -> None:
-    await put_city(store, tmp_path, MAY_1, CityInfo(1, "A", "Peru"), [bus(MAY_1, -1, "P0D")])
+    await put_city(store, tmp_path, MAY_1, City(1, "A", "Peru"), [bus(MAY_1, -1, "P0D")])
     result = await country_stats(store, MAY_1, MAY_1)
     assert result.stats == []
     assert result.dates_without_data == [MAY_1]
@@ -111,7 +112,7 @@ async def test_a_day_whose_files_hold_no_valid_row_has_no_data(
 
 async def test_only_the_dates_asked_for_are_read(store: Store, tmp_path: Path) -> None:
     for day in (MAY_1, MAY_2):
-        await put_city(store, tmp_path, day, CityInfo(1, "A", "Peru"), [bus(day, 1, "P0D")])
+        await put_city(store, tmp_path, day, City(1, "A", "Peru"), [bus(day, 1, "P0D")])
     # a stray non-Parquet object under a date is not read as data
     await store.put_bytes(f"parquet/date={MAY_2.isoformat()}/_notes.txt", b"hello")
     result = await country_stats(store, MAY_2, MAY_2)

@@ -10,8 +10,9 @@ from typing import Any
 
 import aiohttp
 
+from busstats.cities import City
 from busstats.config import Settings
-from busstats.convert import CityInfo, convert_file
+from busstats.convert import convert_file
 from busstats.layout import summary_key
 from busstats.refsim import Fault, SimulatorConfig
 from busstats.stats import Source, country_stats
@@ -49,7 +50,7 @@ async def test_fractional_delays_sum_the_same_by_either_route(store: Store, tmp_
         ]
         raw = tmp_path / f"{city_id}.json"
         raw.write_text(json.dumps(rows))
-        city = CityInfo(city_id, "X", country)
+        city = City(city_id, "X", country)
         result = convert_file(raw, raw.with_suffix(".parquet"), city, DAY)
         await commit_city(store, DAY, city, raw, raw.with_suffix(".parquet"), result)
     from_full = await country_stats(store, DAY, DAY, Source.FULL)

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from busstats import convert
-from busstats.convert import CityInfo, convert_file
+from busstats.cities import City
+from busstats.convert import convert_file
 from busstats.stats import MICROSECONDS_PER_MINUTE, Source, country_days, country_stats
 from busstats.store import LocalStore
 from busstats.summary import PARTIAL_SCHEMA, partials_from_parquet
@@ -42,7 +43,7 @@ async def averages_by_every_route(
     for city_id, rows in enumerate(cities):
         raw = tmp_path / f"{city_id}.json"
         raw.write_text(json.dumps(rows))
-        city = CityInfo(city_id, f"city {city_id}", "Peru")
+        city = City(city_id, f"city {city_id}", "Peru")
         result = convert_file(raw, raw.with_suffix(".parquet"), city, DAY)
         await commit_city(store, DAY, city, raw, raw.with_suffix(".parquet"), result)
     full = await country_stats(store, DAY, DAY, Source.FULL)

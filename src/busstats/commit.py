@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from busstats.cities import City
 from busstats.layout import PARQUET, RAW, city_file_of, date_prefix, summary_key
 from busstats.store import ObjectNotFound, PreconditionFailed, Store, Versioned
 from busstats.summary import SUMMARY_SCHEMA, decode_summaries, encode_summary
@@ -25,17 +26,10 @@ COMMIT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
-class ListedCity:
-    city_id: int
-    city_name: str
-    country: str
-
-
-@dataclass(frozen=True, slots=True)
 class StoredCity:
     """A city this run stored, with the sums its conversion counted."""
 
-    city: ListedCity
+    city: City
     raw_key: str
     parquet_key: str
     buses: int
@@ -47,7 +41,7 @@ class StoredCity:
 def summary_rows(
     day: dt.date,
     run_id: str,
-    listed: Iterable[ListedCity],
+    listed: Iterable[City],
     stored: dict[int, StoredCity],
     failures: dict[int, str],
     previous: pl.DataFrame,
@@ -60,12 +54,12 @@ def summary_rows(
     earlier = {row["city_id"]: row for row in previous.filter("counted").iter_rows(named=True)}
     rows: list[dict[str, object]] = [earlier[i] for i in unusable if i in earlier]
     for city in listed:
-        if (new := stored.get(city.city_id)) is not None:
+        if (new := stored.get(city.id)) is not None:
             rows.append(
                 {
                     "date": day,
-                    "city_id": city.city_id,
-                    "city_name": city.city_name,
+                    "city_id": city.id,
+                    "city_name": city.name,
                     "country": city.country,
                     "buses": new.buses,
                     "passengers": new.passengers,
@@ -78,21 +72,21 @@ def summary_rows(
                     "parquet_key": new.parquet_key,
                 }
             )
-        elif (old := earlier.get(city.city_id)) is not None:
+        elif (old := earlier.get(city.id)) is not None:
             rows.append(old)
         else:
             rows.append(
                 {
                     "date": day,
-                    "city_id": city.city_id,
-                    "city_name": city.city_name,
+                    "city_id": city.id,
+                    "city_name": city.name,
                     "country": city.country,
                     "buses": 0,
                     "passengers": 0,
                     "delay_microseconds": 0,
                     "accident": False,
                     "counted": False,
-                    "missing_reason": failures.get(city.city_id, "no data"),
+                    "missing_reason": failures.get(city.id, "no data"),
                 }
             )
     return pl.DataFrame(rows, schema=SUMMARY_SCHEMA).with_columns(commit_id=pl.lit(run_id))

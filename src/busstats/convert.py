@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute
 import pyarrow.parquet as pq
 
+from busstats.cities import City
 from busstats.jsonslices import NotAnArray, array_slices
 
 SLICE_BYTES = 4 * 1024 * 1024
@@ -101,15 +102,6 @@ class UnusableResponse(Exception):
     """The response as a whole is not a JSON array of rows (HTML, truncated, not JSON...)."""
 
 
-@dataclass(frozen=True, slots=True)
-class CityInfo:
-    """The constant columns written into every row of a city's file."""
-
-    city_id: int
-    city_name: str
-    country: str
-
-
 @dataclass(slots=True)
 class ConversionResult:
     """What was stored, with the sums a per-day summary needs, and what was not."""
@@ -162,7 +154,7 @@ def parse_duration_seconds(text: str) -> float:
 def convert_file(
     raw_path: Path,
     parquet_path: Path,
-    city: CityInfo,
+    city: City,
     day: dt.date,
     *,
     provenance: dict[str, str] | None = None,
@@ -210,7 +202,7 @@ def _write_parquet(
     spans: Iterator[tuple[int, int]],
     parquet_path: Path,
     schema: pa.Schema,
-    city: CityInfo,
+    city: City,
     day: dt.date,
     row_group_rows: int,
 ) -> ConversionResult:
@@ -269,7 +261,7 @@ def _decode_rows(text: bytes) -> tuple[list[UpstreamRow], list[int] | None, list
 
 
 def _to_table(
-    rows: list[UpstreamRow], day: dt.date, city: CityInfo, delays: dict[str, int | str]
+    rows: list[UpstreamRow], day: dt.date, city: City, delays: dict[str, int | str]
 ) -> tuple[pa.Table, pa.Int64Array, list[tuple[int, str]]]:
     """The valid rows as an Arrow table, their delays in microseconds, and (index in `rows`,
     reason) for the others. `delays` caches parsed delays (or why they are refused): they
@@ -309,8 +301,8 @@ def _to_table(
             passengers_column,
             pc.divide(pc.cast(delay_us, pa.float64()), 1e6),
             pa.array([row.accident for row in rows], pa.bool_()),
-            _constant(city.city_id, pa.int64(), count),
-            _constant(city.city_name, pa.string(), count),
+            _constant(city.id, pa.int64(), count),
+            _constant(city.name, pa.string(), count),
             _constant(city.country, pa.string(), count),
         ],
         schema=PARQUET_SCHEMA,

@@ -25,7 +25,8 @@ from busstats.jobs import JobRecord, JobStore
 from busstats.layout import date_lease_key, job_lease_key
 from busstats.leases import Lease, LeaseLost, Leases, now, process_owner
 from busstats.recorder import JobRecorder, RecordTakenOver
-from busstats.reference import DateSpelling, DownloadLimits, ReferenceClient, RetryPolicy
+from busstats.refclient import reference_client
+from busstats.reference import DateSpelling
 from busstats.resources import ProcessResources
 from busstats.store import PreconditionFailed, Store, StoreError
 
@@ -122,7 +123,7 @@ class JobRunner:
                 ingest = Ingest(
                     running.recorder,
                     self._store,
-                    self._reference_client(),
+                    reference_client(self._settings, self.resources.session, self._date_spelling),
                     self.resources,
                     lambda: self._renew(running, "date_lease"),
                 )
@@ -290,21 +291,6 @@ class JobRunner:
         finally:
             await self.leases.release(lease)
         return True
-
-    def _reference_client(self) -> ReferenceClient:
-        settings = self._settings
-        retry = RetryPolicy(
-            attempts=settings.reference_attempts,
-            wait_initial=settings.reference_backoff_seconds,
-            wait_max=max(8.0, settings.reference_backoff_seconds),
-        )
-        return ReferenceClient(
-            self.resources.session,
-            settings.reference_url,
-            self._date_spelling,
-            retry,
-            DownloadLimits(settings.city_max_seconds, settings.city_max_bytes),
-        )
 
     async def _quietly(self, action: Awaitable[object], what: str) -> None:
         try:
