@@ -3,9 +3,9 @@ from __future__ import annotations
 import asyncio
 
 from busstats.budget import ByteBudget
+from busstats.citywork import memory_needed
 from busstats.config import Settings
 from busstats.convert import SLICE_BYTES
-from busstats.ingest import memory_needed
 from busstats.store.s3 import PART_SIZE
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 import stamina
 
 from busstats import logs, metrics
+from busstats.citywork import CityTask, CityTools, run_city
 from busstats.commit import (
     COMMIT_ATTEMPTS,
     StoredCity,
@@ -21,26 +21,13 @@ from busstats.commit import (
     sweep_date,
     write_summary,
 )
-from busstats.convert import SLICE_BYTES, UnusableResponse, convert_file
 from busstats.jobs import CityReport, CityStatus, JobRecord, JobStatus, now
-from busstats.layout import parquet_key, raw_key
 from busstats.recorder import JobRecorder
 from busstats.reference import City, ReferenceClient, ReferenceError
 from busstats.resources import ProcessResources
 from busstats.store import PreconditionFailed, Store, StoreError
 
 log = logging.getLogger(__name__)
-
-
-def memory_needed(raw_size: int, part_size: int) -> int:
-    """Memory a city's conversion and upload hold at most: decoding a slice takes about 14
-    times its JSON (measured; 20 leaves room for the writer), and an upload holds one part
-    (`part_size`, as the store says: `Store.part_size`).
-
-    >>> memory_needed(250_000, 16 * 2**20)
-    5250000
-    """
-    return 20 * min(raw_size, SLICE_BYTES) + min(raw_size, part_size)
 
 
 def _store_down(exc: Exception) -> bool:
@@ -68,6 +55,7 @@ class Ingest:
         self._store = store
         self._client = client
         self._resources = resources
+        self._tools = CityTools(client, store, resources)
         self._confirm_lease = confirm_lease
         self._stored: dict[int, StoredCity] = {}
         self._still_listed: set[int] = set()
@@ -119,53 +107,23 @@ class Ingest:
 
     async def _city(self, city: City, report: CityReport) -> None:
         async with self._resources.city_slots:
-            started = time.monotonic()
             report.status = CityStatus.RUNNING
             self._recorder.changed()
-            try:
-                self._stored[city.id] = await self._ingest_city(city, report)
-                report.status = CityStatus.SUCCEEDED
-            except (ReferenceError, UnusableResponse, StoreError) as exc:
-                report.status = CityStatus.FAILED
-                report.error = str(exc)
-            except Exception as exc:  # a bug must fail one city, not the job
-                log.exception("city %s of job %s failed unexpectedly", city.id, self.job.job_id)
-                report.status = CityStatus.FAILED
-                report.error = f"internal error: {exc!r}"
-            report.duration_seconds = round(time.monotonic() - started, 3)
+            task = CityTask(self.job.date, self.job.job_id, city)
+            outcome = await run_city(task, self._tools)
+            if outcome.stored is not None:
+                self._stored[city.id] = outcome.stored
+            report.status = outcome.status
+            report.rows = outcome.rows
+            report.invalid_rows = outcome.invalid_rows
+            report.invalid_examples = outcome.invalid_examples
+            report.raw_bytes = outcome.raw_bytes
+            report.parquet_bytes = outcome.parquet_bytes
+            report.error = outcome.error
+            report.duration_seconds = outcome.duration_seconds
             metrics.record_city(report.status, report.raw_bytes, report.rows, report.invalid_rows)
             logs.log_city_finished(self.job, report)
             self._recorder.changed()
-
-    async def _ingest_city(self, city: City, report: CityReport) -> StoredCity:
-        day, run_id = self.job.date, self.job.job_id
-        with self._resources.temp_files() as (raw_path, parquet_path):
-            with raw_path.open("wb") as raw_file:
-                download = await self._client.download_day(city.id, day, raw_file)
-            report.raw_bytes = download.size
-            provenance = {"job_id": run_id, "raw_sha256": download.sha256}
-            async with self._resources.budget.reserve(
-                memory_needed(download.size, self._store.part_size)
-            ):
-                result = await asyncio.to_thread(
-                    convert_file, raw_path, parquet_path, city, day, provenance=provenance
-                )
-                # The run's own keys: nothing a reader uses is overwritten; the commit decides.
-                await self._store.put_file(raw_key(day, city.id, run_id), raw_path)
-                await self._store.put_file(parquet_key(day, city.id, run_id), parquet_path)
-            report.parquet_bytes = parquet_path.stat().st_size
-        report.rows = result.rows
-        report.invalid_rows = result.invalid_rows
-        report.invalid_examples = result.invalid_examples
-        return StoredCity(
-            city=city,
-            raw_key=raw_key(day, city.id, run_id),
-            parquet_key=parquet_key(day, city.id, run_id),
-            buses=result.rows,
-            passengers=result.passengers,
-            delay_microseconds=result.delay_microseconds,
-            accident=result.accident,
-        )
 
     async def _commit(self) -> None:
         """Write the date's summary naming this run's files; retried while the store is down.
