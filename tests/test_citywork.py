@@ -17,8 +17,8 @@ from busstats.citywork import CityOutcome, CityTask, CityTools, run_city
 from busstats.config import Settings
 from busstats.jobs import CityStatus
 from busstats.layout import parquet_key, raw_key
-from busstats.reference import DateSpelling
 from busstats.refclient import reference_client
+from busstats.reference import DateSpelling
 from busstats.refsim import CITIES, Fault, SimulatorConfig
 from busstats.resources import ProcessResources
 from busstats.store import Store
@@ -52,12 +52,16 @@ async def test_a_city_is_stored_under_the_run_keys_and_a_broken_one_is_reported(
         tools = CityTools(client, store, resources)
         good = await run_city(_task(GOOD.id, GOOD.name, GOOD.country), tools)
         broken = await run_city(_task(BROKEN.id, BROKEN.name, BROKEN.country), tools)
-    assert good.status == CityStatus.SUCCEEDED and good.error is None
-    assert good.rows + good.invalid_rows == 20 and good.raw_bytes > 0 < good.parquet_bytes
-    assert good.stored is not None and good.stored.buses == good.rows
+    assert good.status == CityStatus.SUCCEEDED
+    assert good.error is None
+    assert good.rows + good.invalid_rows == 20
+    assert good.raw_bytes > 0 < good.parquet_bytes
+    assert good.stored is not None
+    assert good.stored.buses == good.rows
     assert good.stored.raw_key == raw_key(DAY, GOOD.id, "run-1")
     assert await store.get_bytes(parquet_key(DAY, GOOD.id, "run-1"))
-    assert broken.status == CityStatus.FAILED and broken.stored is None
+    assert broken.status == CityStatus.FAILED
+    assert broken.stored is None
     assert broken.error
 
 
