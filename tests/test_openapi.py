@@ -24,7 +24,7 @@ from busstats.payloads import JobAccepted
 from busstats.stats import CountryDay, CountryStats
 from harness.servers import api_server
 
-NOT_IN_DOCUMENT = {"/openapi.json", "/docs", "/docs/{name}"}
+NOT_IN_DOCUMENT = {"/openapi.json", "/docs", "/docs/{name}", "/", "/dashboard/{name}"}
 
 
 @pytest.fixture

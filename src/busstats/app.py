@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from busstats import exports, jobindex, logs, metrics, params
 from busstats.config import Settings
+from busstats.dashboard import dashboard_asset, dashboard_page
 from busstats.docs_ui import docs_asset, docs_page
 from busstats.jobindex import JobFilter, JobList
 from busstats.jobs import JobStatus
@@ -266,6 +267,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/openapi.json", get_openapi, methods=["GET"]),
             Route("/docs", docs_page, methods=["GET"]),
             Route("/docs/{name}", docs_asset, methods=["GET"]),
+            Route("/", dashboard_page, methods=["GET"]),
+            Route("/dashboard/{name}", dashboard_asset, methods=["GET"]),
         ],
         middleware=[Middleware(Observed, registry=app_metrics)],
         exception_handlers={
