@@ -104,6 +104,12 @@ async def test_the_page_shows_the_apis_numbers_and_the_failed_city(
     assert await page.get_attribute(fine, "data-status") == "succeeded"
     no_job = f'#grid td[data-city="{FINE.name}"][data-date="2024-05-03"]'
     assert await page.get_attribute(no_job, "data-status") == "none"
+    # the dates /country-stats calls incomplete (a city missing) are marked so
+    incomplete = {entry["date"] for entry in answer["incomplete_dates"]}
+    assert incomplete == set(DAYS)
+    for day in ("2024-05-01", "2024-05-02", "2024-05-03"):
+        classes = await page.get_attribute(f'#grid th.day[data-date="{day}"]', "class")
+        assert ("incomplete" in (classes or "").split()) == (day in incomplete)
 
     # one line per country on each chart, and the accident days as markers
     charts: list[dict[str, Any]] = await page.eval_on_selector_all(
@@ -112,6 +118,7 @@ async def test_the_page_shows_the_apis_numbers_and_the_failed_city(
     )
     countries = sorted({row["country"] for row in answer["stats"]})
     accidents = [row for row in answer["stats"] if row["accident"]]
+    assert 0 < len(accidents) < len(answer["stats"]), "the data has days with and without"
     fields = {
         "chart-buses": "buses_started",
         "chart-passengers": "total_passengers",
