@@ -22,41 +22,12 @@ import pytest
 from busstats.refsim import Fault, SimulatorConfig
 from busstats.store import LocalStore
 from harness.servers import api_server, free_port, settings_for, simulator
+from tests.clirun import busstats
 from tests.flows import country_stats, ingest
 
 FAST = SimulatorConfig(rows=(5, 10), max_latency=0.05)
 CITIES = 30
 """Cities the simulator lists."""
-
-
-class Run:
-    def __init__(self, code: int, raw: bytes, err: str) -> None:
-        self.code, self.raw, self.err = code, raw, err
-        self.out = raw.decode(errors="replace")
-
-    def __repr__(self) -> str:
-        return f"exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}"
-
-
-async def busstats(*args: str, url: str | None = None, limit_seconds: float = 60) -> Run:
-    """`busstats ARGS...` in a process of its own with stdout a pipe (not a terminal)."""
-    env = {**os.environ, "NO_COLOR": "1"}
-    env.pop("BUSSTATS_URL", None)
-    if url is not None:
-        env["BUSSTATS_URL"] = url
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "busstats.cli", *args,
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(limit_seconds):
-            out, err = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return Run(process.returncode, out, err.decode())
 
 
 @contextlib.asynccontextmanager
