@@ -238,9 +238,10 @@ async def upload(client: Client, args: argparse.Namespace) -> int:
         if value is not None
     }
     body = await client.upload(args.date, args.city_id, file, params)
-    print(msgspec.json.format(body, indent=2).decode())
     try:
         status = msgspec.json.decode(body, type=_Uploaded).status
-    except msgspec.DecodeError:
+    except msgspec.DecodeError:  # not a job record: shown as sent
+        print(body.decode(errors="replace"))
         return OK
+    print(msgspec.json.format(body, indent=2).decode())
     return JOB_NOT_SUCCEEDED if status in ("partial", "failed") else OK

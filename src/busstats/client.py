@@ -28,11 +28,7 @@ JOBS_PAGE_LIMIT = 1000
 
 
 def default_url() -> str:
-    """`$BUSSTATS_URL`, else the local service.
-
-    >>> default_url() if "BUSSTATS_URL" not in os.environ else DEFAULT_URL
-    'http://127.0.0.1:8080'
-    """
+    """`$BUSSTATS_URL`, else the local service (`DEFAULT_URL`)."""
     return os.environ.get(URL_VARIABLE) or DEFAULT_URL
 
 
