@@ -19,9 +19,10 @@ import polars as pl
 import pytest
 from multidict import CIMultiDictProxy
 
-from busstats.commit import read_summary
+from busstats.commit import ListedCity, StoredCity, read_summary, upload_rows
 from busstats.refsim import SimulatorConfig
 from busstats.store import LocalStore, Store
+from busstats.summary import SUMMARY_SCHEMA
 from harness.servers import RunningSimulator, api_server, settings_for, simulator
 from tests.expected import assert_same_stats, country_stats
 from tests.flows import ingest, raw_files, wait_for_job
@@ -318,3 +319,40 @@ async def country_stats_of(http: aiohttp.ClientSession, api: str) -> dict[str, A
         assert response.status == 200
         answer: dict[str, Any] = await response.json()
     return answer
+
+
+def test_an_upload_commit_keeps_every_other_row_as_it_was() -> None:
+    """Counted or not, another city's row is carried over unchanged; this city's is new."""
+    kept = {"raw_key": None, "parquet_key": None, "run_id": None, "commit_id": "old"}
+    previous = pl.DataFrame(
+        [
+            {
+                **kept,
+                "date": DATE,
+                "city_id": city_id,
+                "city_name": f"c{city_id}",
+                "country": "X",
+                "buses": buses,
+                "passengers": 1,
+                "delay_microseconds": 2,
+                "accident": False,
+                "counted": counted,
+                "missing_reason": None if counted else "upstream failed",
+            }
+            for city_id, buses, counted in [(1, 5, True), (2, 0, False), (3, 9, True)]
+        ],
+        schema=SUMMARY_SCHEMA,
+    )
+    new = StoredCity(ListedCity(3, "c3", "X"), "raw/new", "parquet/new", 4, 7, 8, True)
+
+    rows = upload_rows(DATE, previous, new, "f" * 32)
+
+    assert others(rows, 3).equals(others(previous, 3))
+    assert rows["commit_id"].unique().to_list() == ["f" * 32]
+    row = rows.filter(city_id=3).row(0, named=True)
+    assert (row["buses"], row["raw_key"], row["run_id"], row["counted"]) == (
+        4,
+        "raw/new",
+        "f" * 32,
+        True,
+    )
