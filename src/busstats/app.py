@@ -14,7 +14,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +30,15 @@ from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
 from busstats.runner import JobRunner
 from busstats.stats import Source, read_country_stats
 from busstats.store import Store, StoreError, open_store
+from busstats.uploads import (
+    ConvertedUpload,
+    UploadRefused,
+    city_id_of,
+    convert_upload,
+    day_of,
+    identify_city,
+    receive_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,48 @@ async def process_request(request: Request) -> Response:
         status_url=f"/jobs/{job.job_id}",
     )
     return json_response(accepted, 202)
+
+
+@params.accepts("city_name", "country")
+async def put_raw(request: Request) -> Response:
+    """An upload of a city's day as upstream sends it (docs/api.md): validated and converted
+    before anything is recorded, then stored and committed by a job like a fetch."""
+    runner = _runner(request)
+    settings: Settings = request.app.state.settings
+    query = request.query_params
+    try:
+        day = day_of(request.path_params["date"])
+        city_id = city_id_of(request.path_params["city_id"])
+        city = await identify_city(
+            request.app.state.store,
+            runner.reference_client(),
+            day,
+            city_id,
+            params.optional_text(query, "city_name"),
+            params.optional_text(query, "country"),
+        )
+        with runner.resources.temp_files() as (raw_path, parquet_path):
+            with raw_path.open("wb") as raw_file:
+                raw = await receive_body(
+                    request.stream(),
+                    raw_file,
+                    settings.city_max_bytes,
+                    request.headers.get("content-encoding"),
+                    request.headers.get("content-length"),
+                )
+            result = await convert_upload(runner.resources, city, day, raw_path, parquet_path, raw)
+            upload = ConvertedUpload(city, raw_path, parquet_path, raw, result)
+            job = await runner.run_upload(day, upload)
+    except UploadRefused as exc:
+        return error_response(str(exc), exc.status)
+    except ClientDisconnect:
+        return error_response("the client went away before the body was complete", 400)
+    location = {"Location": f"/jobs/{job.job_id}"}
+    if job.commit_id is None:
+        response = error_response(f"the upload was not committed: {job.error}", 503)
+        response.headers.update(location)
+        return response
+    return Response(msgspec.json.encode(job), 201, headers=location, media_type="application/json")
 
 
 JOBS_PER_PAGE = 50
@@ -261,6 +312,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/jobs", list_jobs, methods=["GET"]),
             Route("/jobs/{job_id}", get_job, methods=["GET"]),
             Route("/country-stats", get_country_stats, methods=["GET"]),
+            Route("/raw/{date}/{city_id}", put_raw, methods=["PUT"]),
             Route("/health", health, methods=["GET"]),
             Route("/health/ready", ready, methods=["GET"]),
             Route("/metrics", get_metrics, methods=["GET"]),

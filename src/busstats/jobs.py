@@ -28,6 +28,13 @@ STATUS_ORDER = {JobStatus.QUEUED: 0, JobStatus.RUNNING: 1} | dict.fromkeys(FINAL
 """A job's status only moves forward in this order; a final status never changes."""
 
 
+class JobSource(StrEnum):
+    """Where a job's data came from."""
+
+    UPSTREAM = "upstream"  # fetched from the reference server (POST /process-request)
+    UPLOAD = "upload"  # sent to PUT /raw/{date}/{city_id}
+
+
 class CityStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
@@ -63,6 +70,8 @@ class JobRecord(msgspec.Struct, kw_only=True):
     finished_at: dt.datetime | None = None
     error: str | None = None
     """Why the job did not fully succeed; None when it did."""
+    source: JobSource = JobSource.UPSTREAM
+    """Where the data came from; records written before uploads existed decode as upstream."""
     commit_id: str | None = None
     """Set when the job committed the date (its own id); None when it changed nothing."""
     cities: list[CityReport] = msgspec.field(default_factory=list[CityReport])
@@ -70,8 +79,14 @@ class JobRecord(msgspec.Struct, kw_only=True):
     """Entries of upstream's city list that were unusable and skipped; any makes the job partial."""
 
     @classmethod
-    def new(cls, day: dt.date) -> JobRecord:
-        return cls(job_id=uuid.uuid4().hex, date=day, status=JobStatus.QUEUED, created_at=now())
+    def new(cls, day: dt.date, source: JobSource = JobSource.UPSTREAM) -> JobRecord:
+        return cls(
+            job_id=uuid.uuid4().hex,
+            date=day,
+            status=JobStatus.QUEUED,
+            created_at=now(),
+            source=source,
+        )
 
     @property
     def finished(self) -> bool:

@@ -60,13 +60,15 @@ class Answer:
 
 @dataclass(frozen=True)
 class Operation:
-    method: Literal["get", "post"]
+    method: Literal["get", "post", "put"]
     path: str
     operation_id: str
     summary: str
     description: str
     answers: list[Answer]
     params: list[Param] = field(default_factory=list[Param])
+    request_body: dict[str, Any] | None = None
+    """The JSON Schema of a required JSON request body; None when the route takes none."""
 
 
 STATS_HEADERS = {
@@ -197,6 +199,65 @@ OPERATIONS: list[Operation] = [
         ],
     ),
     Operation(
+        "put",
+        "/raw/{date}/{city_id}",
+        "uploadRaw",
+        "Upload a city's day",
+        "Stores and converts a city's day sent as upstream would send it (a JSON array of"
+        " rows, optionally with `Content-Encoding: gzip`) exactly as if it had been fetched,"
+        " and commits it into the date: every other city of the date stays as it was. The"
+        " body is checked before anything is recorded; a bad body changes nothing. The city's"
+        " name and country come from the date's summary, else from upstream's city list, else"
+        " from `city_name` and `country` (which must match a known city when given). The"
+        " request returns once the job has ended; see docs/api.md.",
+        [
+            Answer(
+                201,
+                "Stored and committed: the job record (`source` is `upload`).",
+                JobRecord,
+                headers={"Location": "The job's URL, /jobs/{job_id}."},
+            ),
+            Answer(400, "Bad date, city id, parameters, gzip, or an unknown city.", ErrorBody),
+            Answer(413, "The body is larger than BUSSTATS_CITY_MAX_MB once decoded.", ErrorBody),
+            Answer(415, "A Content-Encoding other than gzip.", ErrorBody),
+            Answer(422, "The body is not a JSON array of rows; nothing was stored.", ErrorBody),
+            Answer(
+                503,
+                "The store failed: the upload was not committed (the job, if one was"
+                " recorded, says why and is at Location).",
+                ErrorBody,
+            ),
+        ],
+        [
+            Param("date", "path", "The day the data is of, as YYYY-MM-DD.", DATE_SCHEMA),
+            Param(
+                "city_id",
+                "path",
+                "The city's id.",
+                {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+            ),
+            Param(
+                "city_name",
+                "query",
+                "The city's name, for a city neither the date nor upstream knows.",
+                {"type": "string"},
+                required=False,
+            ),
+            Param(
+                "country",
+                "query",
+                "The city's country, with `city_name`.",
+                {"type": "string"},
+                required=False,
+            ),
+        ],
+        request_body={
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "The rows as upstream sends them (docs/upstream.md).",
+        },
+    ),
+    Operation(
         "get",
         "/health",
         "getHealth",
@@ -244,6 +305,11 @@ def openapi_document(operations: list[Operation] | None = None) -> dict[str, Any
             "parameters": [_parameter(p, schema_of) for p in op.params],
             "responses": {str(a.status): _response(a, schema_of) for a in op.answers},
         }
+        if op.request_body is not None:
+            paths[op.path][op.method]["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": op.request_body}},
+            }
     return {
         "openapi": "3.1.0",
         "info": {

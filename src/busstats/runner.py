@@ -21,13 +21,14 @@ from busstats import logs, metrics
 from busstats.commit import fence_date, read_summary, sweep_date
 from busstats.config import Settings
 from busstats.ingest import Ingest
-from busstats.jobs import JobRecord, JobStore
+from busstats.jobs import CityReport, JobRecord, JobSource, JobStore
 from busstats.layout import date_lease_key, job_lease_key
 from busstats.leases import Lease, LeaseLost, Leases, now, process_owner
 from busstats.recorder import JobRecorder, RecordTakenOver
 from busstats.reference import DateSpelling, DownloadLimits, ReferenceClient, RetryPolicy
 from busstats.resources import ProcessResources
 from busstats.store import PreconditionFailed, Store, StoreError
+from busstats.uploads import ConvertedUpload, UploadJob
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,73 @@ class JobRunner:
             job.fail("internal error; see the service log")
         finally:
             await self._finish(running, swept)
+
+    async def run_upload(self, day: dt.date, upload: ConvertedUpload) -> JobRecord:
+        """Record a job for an upload already received and converted, run it like an
+        ingest (job lease, then the date's lease, waiting behind jobs of that date) and
+        return it once its end is recorded. The caller keeps `upload`'s files until then."""
+        job = JobRecord.new(day, JobSource.UPLOAD)
+        result = upload.result
+        job.cities = [
+            CityReport(
+                city_id=upload.city.city_id,
+                city_name=upload.city.city_name,
+                country=upload.city.country,
+                raw_bytes=upload.raw.size,
+                rows=result.rows,
+                invalid_rows=result.invalid_rows,
+                invalid_examples=result.invalid_examples,
+            )
+        ]
+        lease = await self.leases.take(job_lease_key(job.job_id), job.job_id)
+        if lease is None:
+            raise StoreError(f"the lease of new job {job.job_id} exists already")
+        etag = await self.jobs.create(job)
+        recorder = JobRecorder(self.jobs, job, etag, PROGRESS_SAVE_SECONDS)
+        running = RunningJob(recorder, lease)
+        running.task = asyncio.create_task(
+            self._run_upload(running, upload), name=f"upload {day} {job.job_id}"
+        )
+        self._running[job.job_id] = running
+        await asyncio.shield(running.task)
+        return job
+
+    async def _run_upload(self, running: RunningJob, upload: ConvertedUpload) -> None:
+        """`_run` for an upload: the same leases and endings, an UploadJob for the work."""
+        job = running.job
+        running.recorder.start(
+            lambda why: running.abort(f"stopped: another process ended this job ({why})")
+        )
+        swept = False
+        try:
+            async with self._date_locks[job.date]:
+                running.date_lease = await self._take_date_lease(running)
+                work = UploadJob(
+                    running.recorder,
+                    self._store,
+                    upload,
+                    lambda: self._renew(running, "date_lease"),
+                )
+                await work.run()
+                swept = True
+        except asyncio.CancelledError:
+            job.fail(running.abort_reason or INTERRUPTED)
+            if running.abort_reason is None:
+                raise
+        except (LeaseLost, RecordTakenOver) as exc:
+            running.date_lease = None
+            job.fail(f"stopped: another process took this job over ({exc})")
+        except StoreError as exc:
+            job.fail(f"the store failed: {exc}")
+        except Exception:
+            log.exception("upload %s failed unexpectedly", job.job_id)
+            job.fail("internal error; see the service log")
+        finally:
+            await self._finish(running, swept)
+
+    def reference_client(self) -> ReferenceClient:
+        """A client of the reference server sharing this process's connections."""
+        return self._reference_client()
 
     async def _finish(self, running: RunningJob, swept: bool) -> None:
         """Record the end (retrying while the store is down), give back the leases."""
