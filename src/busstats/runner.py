@@ -35,6 +35,12 @@ INTERRUPTED = "interrupted: the service stopped before the job finished"
 LEFT_BEHIND = "interrupted: the process running this job stopped renewing its lease (it died)"
 PROGRESS_SAVE_SECONDS = 1.0
 SHUTDOWN_SAVE_SECONDS = 4.0
+CANCELLED = "cancelled"
+
+
+class CannotCancel(Exception):
+    """The job cannot be cancelled by this process: it has ended, or another process runs it
+    (the message says which)."""
 
 
 @dataclass(eq=False)
@@ -75,6 +81,8 @@ class JobRunner:
         """Learned once for the process: later jobs send no wasted `400`s."""
         self._running: dict[str, RunningJob] = {}
         self._date_locks: defaultdict[dt.date, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._job_slots = asyncio.Semaphore(settings.max_running_jobs)
+        """Jobs beyond `max_running_jobs` wait here, `queued`, before taking their date."""
         self._keeper: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -97,9 +105,10 @@ class JobRunner:
             return running.job
         return await self.jobs.load(job_id)
 
-    async def submit(self, day: dt.date) -> JobRecord:
-        """Record a queued job and start it; returns once the record is saved."""
-        job = JobRecord.new(day)
+    async def submit(self, day: dt.date, backfill_id: str | None = None) -> JobRecord:
+        """Record a queued job and start it; returns once the record is saved. It runs when
+        one of the process's `max_running_jobs` slots is free."""
+        job = JobRecord.new(day, backfill_id)
         lease = await self.leases.take(job_lease_key(job.job_id), job.job_id)
         if lease is None:  # a fresh random id: only a store gone wrong could do this
             raise StoreError(f"the lease of new job {job.job_id} exists already")
@@ -110,7 +119,62 @@ class JobRunner:
         self._running[job.job_id] = running
         return job
 
+    async def wait_for_end(self, job_id: str) -> JobRecord | None:
+        """Wait until a job this process runs has ended and recorded its end (or given up
+        recording it), and return its record; for a job this process does not run, its
+        record as stored (None if there is none).
+
+        >>> job = await runner.submit(day)
+        >>> (await runner.wait_for_end(job.job_id)).finished
+        True
+        """
+        running = self._running.get(job_id)
+        if running is None or running.task is None:
+            return await self.jobs.load(job_id)
+        await asyncio.wait({running.task})  # never cancelled along with the job
+        return running.job
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a job this process runs: a queued one never starts, a running one stops
+        its cities; either ends `failed` with the reason "cancelled", and the date keeps its
+        previous commit. Returns the ended record.
+
+        Raises CannotCancel for a job that has ended or that another process runs, and
+        KeyError for no such job."""
+        running = self._running.get(job_id)
+        if running is not None and not running.finishing:
+            running.abort(CANCELLED)
+            ended = await self.wait_for_end(job_id)
+            if ended is not None:
+                return ended
+        job = await self.jobs.load(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        if job.finished:
+            raise CannotCancel(f"job {job_id} has ended ({job.status.value}); nothing to cancel")
+        lease = await self.leases.read(job_lease_key(job_id))
+        holder = "a process that has stopped" if lease is None else lease.body.owner
+        raise CannotCancel(
+            f"job {job_id} is run by another process ({holder}); send the cancel to that"
+            " process, or wait for its lease to expire if it has died"
+        )
+
     async def _run(self, running: RunningJob) -> None:
+        """Run the job once one of the process's job slots is free."""
+        try:
+            await self._job_slots.acquire()
+        except asyncio.CancelledError:  # cancelled or interrupted while queued
+            running.job.fail(running.abort_reason or INTERRUPTED)
+            await self._finish(running, swept=False)
+            if running.abort_reason is None:
+                raise
+            return
+        try:
+            await self._run_in_slot(running)
+        finally:
+            self._job_slots.release()
+
+    async def _run_in_slot(self, running: RunningJob) -> None:
         job = running.job
         running.recorder.start(
             lambda why: running.abort(f"stopped: another process ended this job ({why})")
