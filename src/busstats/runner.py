@@ -142,12 +142,13 @@ class JobRunner:
         Raises CannotCancel for a job that has ended or that another process runs, and
         KeyError for no such job."""
         running = self._running.get(job_id)
-        if running is not None and not running.finishing:
+        if running is not None:
+            was_ending = running.finishing
             running.abort(CANCELLED)
             ended = await self.wait_for_end(job_id)
-            if ended is not None:
+            if ended is not None and not was_ending:
                 return ended
-        job = await self.jobs.load(job_id)
+        job = await self.jobs.load(job_id)  # ended here just now, elsewhere, or not at all
         if job is None:
             raise KeyError(job_id)
         if job.finished:
