@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from busstats import exports, jobindex, logs, metrics, params
+from busstats.backfills import BackfillAccepted, BackfillEnded, Backfills
 from busstats.config import Settings
 from busstats.dashboard import dashboard_asset, dashboard_page
 from busstats.docs_ui import docs_asset, docs_page
@@ -27,7 +28,7 @@ from busstats.jobindex import JobFilter, JobList
 from busstats.jobs import JobStatus
 from busstats.openapi import openapi_document
 from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
-from busstats.runner import JobRunner
+from busstats.runner import CannotCancel, JobRunner
 from busstats.stats import Source, read_country_stats
 from busstats.store import Store, StoreError, open_store
 from busstats.uploads import (
@@ -58,9 +59,23 @@ def _runner(request: Request) -> JobRunner:
     return runner
 
 
-@params.accepts("date")
+def _backfills(request: Request) -> Backfills:
+    backfills: Backfills = request.app.state.backfills
+    return backfills
+
+
+@params.accepts("date", "from", "to")
 async def process_request(request: Request) -> Response:
-    day = params.day(request.query_params, "date")
+    """One date (`date`), or a backfill of a range (`from` and `to`, both included)."""
+    query = request.query_params
+    if "from" in query or "to" in query:
+        if "date" in query:
+            raise params.BadRequest("give either 'date' or 'from' and 'to', not both")
+        settings: Settings = request.app.state.settings
+        first, last = params.date_range(query, settings.max_range_days)
+        record = await _backfills(request).start(first, last)
+        return json_response(BackfillAccepted.of(record), 202)
+    day = params.day(query, "date")
     job = await _runner(request).submit(day)
     accepted = JobAccepted(
         job_id=job.job_id,
@@ -151,6 +166,41 @@ async def get_job(request: Request) -> Response:
     if job is None:
         return error_response(f"no job with id {job_id!r}", 404)
     return json_response(job)
+
+
+@params.accepts()
+async def cancel_job(request: Request) -> Response:
+    """Cancel a job this process runs; 409 for an ended job or one another process runs."""
+    job_id: str = request.path_params["job_id"]
+    try:
+        job = await _runner(request).cancel(job_id)
+    except KeyError:
+        return error_response(f"no job with id {job_id!r}", 404)
+    except CannotCancel as exc:
+        return error_response(str(exc), 409)
+    return json_response(job)
+
+
+@params.accepts()
+async def get_backfill(request: Request) -> Response:
+    backfill_id: str = request.path_params["backfill_id"]
+    record = await _backfills(request).find(backfill_id)
+    if record is None:
+        return error_response(f"no backfill with id {backfill_id!r}", 404)
+    return json_response(record)
+
+
+@params.accepts()
+async def cancel_backfill(request: Request) -> Response:
+    """Cancel a backfill this process runs; 409 for an ended one or one another process runs."""
+    backfill_id: str = request.path_params["backfill_id"]
+    try:
+        record = await _backfills(request).cancel(backfill_id)
+    except KeyError:
+        return error_response(f"no backfill with id {backfill_id!r}", 404)
+    except (CannotCancel, BackfillEnded) as exc:
+        return error_response(str(exc), 409)
+    return json_response(record, 200 if record.finished else 202)
 
 
 @params.accepts("from", "to", "source", "format")
@@ -296,13 +346,18 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             opened = store or await open_store(settings)
             runner = JobRunner(opened, settings)
             await runner.start()
+            backfills = Backfills(opened, runner, settings)
+            await backfills.start_keeping()
             app.state.settings = settings
             app.state.store = opened
             app.state.runner = runner
+            app.state.backfills = backfills
             try:
                 yield
             finally:
+                backfills.stop_all()  # no new jobs, then the jobs end interrupted
                 await runner.close()
+                await backfills.close()
                 if store is None:
                     await opened.close()
 
@@ -311,6 +366,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/process-request", process_request, methods=["POST"]),
             Route("/jobs", list_jobs, methods=["GET"]),
             Route("/jobs/{job_id}", get_job, methods=["GET"]),
+            Route("/jobs/{job_id}", cancel_job, methods=["DELETE"]),
+            Route("/backfills/{backfill_id}", get_backfill, methods=["GET"]),
+            Route("/backfills/{backfill_id}", cancel_backfill, methods=["DELETE"]),
             Route("/country-stats", get_country_stats, methods=["GET"]),
             Route("/raw/{date}/{city_id}", put_raw, methods=["PUT"]),
             Route("/health", health, methods=["GET"]),

@@ -178,6 +178,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
             " `BUSSTATS_LEASE_SECONDS`",
         ),
     ] = 5.0
+    max_running_jobs: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=64,
+            description="ingest jobs this process runs at once; more wait `queued`, holding"
+            " no date lease",
+        ),
+    ] = 2
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         Meta(description="Python logging level"),

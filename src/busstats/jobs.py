@@ -77,15 +77,23 @@ class JobRecord(msgspec.Struct, kw_only=True):
     cities: list[CityReport] = msgspec.field(default_factory=list[CityReport])
     rejected_cities: list[RejectedCity] = msgspec.field(default_factory=list[RejectedCity])
     """Entries of upstream's city list that were unusable and skipped; any makes the job partial."""
+    backfill_id: str | None = None
+    """The backfill that created the job (`/backfills/{id}`); None for a single-date request."""
 
     @classmethod
-    def new(cls, day: dt.date, source: JobSource = JobSource.UPSTREAM) -> JobRecord:
+    def new(
+        cls,
+        day: dt.date,
+        source: JobSource = JobSource.UPSTREAM,
+        backfill_id: str | None = None,
+    ) -> JobRecord:
         return cls(
             job_id=uuid.uuid4().hex,
             date=day,
             status=JobStatus.QUEUED,
             created_at=now(),
             source=source,
+            backfill_id=backfill_id,
         )
 
     @property

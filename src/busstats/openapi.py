@@ -19,6 +19,7 @@ from typing import Any, Literal
 import msgspec
 
 from busstats import exports
+from busstats.backfills import BackfillAccepted, BackfillRecord
 from busstats.jobindex import JobList
 from busstats.jobs import JobRecord, JobStatus
 from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
@@ -56,11 +57,13 @@ class Answer:
     """Response headers worth documenting, with what they say."""
     empty: bool = False
     """No body at all (304)."""
+    other_bodies: tuple[type, ...] = ()
+    """Other JSON bodies the same answer may have (the schema is then a `oneOf`)."""
 
 
 @dataclass(frozen=True)
 class Operation:
-    method: Literal["get", "post", "put"]
+    method: Literal["get", "post", "put", "delete"]
     path: str
     operation_id: str
     summary: str
@@ -87,11 +90,27 @@ OPERATIONS: list[Operation] = [
         "post",
         "/process-request",
         "processRequest",
-        "Collect one day of bus data",
-        "Queues a job that fetches the day of every city from the reference server and stores"
-        " it; the request returns at once. Follow the job at `status_url`.",
-        [Answer(202, "The job is queued.", JobAccepted), BAD_INPUT, STORE_DOWN],
-        [Param("date", "query", "The day to collect, as YYYY-MM-DD.", DATE_SCHEMA)],
+        "Collect one day, or a range of days, of bus data",
+        "With `date`: queues a job that fetches the day of every city from the reference"
+        " server and stores it; the request returns at once. Follow the job at `status_url`."
+        " With `from` and `to` instead: starts a backfill, a job per date, at most"
+        " BUSSTATS_MAX_RUNNING_JOBS at once (the range is capped by BUSSTATS_MAX_RANGE_DAYS);"
+        " the answer lists the jobs created so far; follow the backfill at `status_url`.",
+        [
+            Answer(
+                202,
+                "The job is queued (`date`), or the backfill started (`from`/`to`).",
+                JobAccepted,
+                other_bodies=(BackfillAccepted,),
+            ),
+            BAD_INPUT,
+            STORE_DOWN,
+        ],
+        [
+            Param("date", "query", "The day to collect, as YYYY-MM-DD.", DATE_SCHEMA, False),
+            Param("from", "query", "First day of a backfill, as YYYY-MM-DD.", DATE_SCHEMA, False),
+            Param("to", "query", "Last day of a backfill (inclusive).", DATE_SCHEMA, False),
+        ],
     ),
     Operation(
         "get",
@@ -137,6 +156,54 @@ OPERATIONS: list[Operation] = [
             STORE_DOWN,
         ],
         [Param("job_id", "path", "The `job_id` that POST /process-request returned.", str)],
+    ),
+    Operation(
+        "delete",
+        "/jobs/{job_id}",
+        "cancelJob",
+        "Cancel an ingest job",
+        "Stops a queued or running job of the process that answers: it ends `failed` with the"
+        " error `cancelled`, and its date keeps its previous commit. Answered once the end is"
+        " recorded. A job another process runs is refused (409, naming that process): send"
+        " the DELETE to it.",
+        [
+            Answer(200, "The job's record, ended.", JobRecord),
+            Answer(404, "No job has this id.", ErrorBody),
+            Answer(409, "The job has ended, or another process runs it.", ErrorBody),
+            STORE_DOWN,
+        ],
+        [Param("job_id", "path", "The job's id.", str)],
+    ),
+    Operation(
+        "get",
+        "/backfills/{backfill_id}",
+        "getBackfill",
+        "A backfill",
+        "Its range, status, the jobs it created, the dates done, failed and left, progress"
+        " counts, and once it ends, `reason`.",
+        [
+            Answer(200, "The backfill record.", BackfillRecord),
+            Answer(404, "No backfill has this id.", ErrorBody),
+            STORE_DOWN,
+        ],
+        [Param("backfill_id", "path", "The `backfill_id` POST /process-request returned.", str)],
+    ),
+    Operation(
+        "delete",
+        "/backfills/{backfill_id}",
+        "cancelBackfill",
+        "Cancel a backfill",
+        "No new job starts; its unfinished jobs end `failed` with the error `cancelled`; it"
+        " ends `cancelled`, with `dates_left` listing what it did not ingest. A backfill"
+        " another process runs is refused (409, naming that process).",
+        [
+            Answer(200, "The backfill record, ended.", BackfillRecord),
+            Answer(202, "Cancelling; its jobs are still stopping.", BackfillRecord),
+            Answer(404, "No backfill has this id.", ErrorBody),
+            Answer(409, "The backfill has ended, or another process runs it.", ErrorBody),
+            STORE_DOWN,
+        ],
+        [Param("backfill_id", "path", "The backfill's id.", str)],
     ),
     Operation(
         "get",
@@ -292,6 +359,7 @@ def openapi_document(operations: list[Operation] | None = None) -> dict[str, Any
     for op in operations:
         types += [p.schema for p in op.params if isinstance(p.schema, type)]
         types += [a.body for a in op.answers if a.body is not None]
+        types += [other for a in op.answers for other in a.other_bodies]
     types = list(dict.fromkeys(types))
     schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
     schema_of = dict(zip(map(id, types), schemas, strict=True))
@@ -345,6 +413,8 @@ def _response(answer: Answer, schema_of: dict[int, Any]) -> dict[str, Any]:
     if answer.empty:
         return described
     schema = {"type": "string"} if answer.body is None else schema_of[id(answer.body)]
+    if answer.other_bodies:
+        schema = {"oneOf": [schema, *(schema_of[id(other)] for other in answer.other_bodies)]}
     content = {answer.media_type: {"schema": schema}}
     for media_type in answer.binary_media_types:
         content[media_type] = {"schema": {"type": "string", "contentMediaType": media_type}}
