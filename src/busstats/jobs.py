@@ -54,11 +54,20 @@ class CityReport(msgspec.Struct, kw_only=True):
         return self.status in {CityStatus.SUCCEEDED, CityStatus.FAILED}
 
 
+class Trigger(StrEnum):
+    """What submitted a job."""
+
+    REQUEST = "request"  # POST /process-request
+    SCHEDULE = "schedule"  # the daily schedule (busstats.schedule)
+
+
 class JobRecord(msgspec.Struct, kw_only=True):
     job_id: str
     date: dt.date
     status: JobStatus
     created_at: dt.datetime
+    trigger: Trigger = Trigger.REQUEST
+    """What submitted the job; records from before this field read as `request`."""
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     error: str | None = None
@@ -70,8 +79,14 @@ class JobRecord(msgspec.Struct, kw_only=True):
     """Entries of upstream's city list that were unusable and skipped; any makes the job partial."""
 
     @classmethod
-    def new(cls, day: dt.date) -> JobRecord:
-        return cls(job_id=uuid.uuid4().hex, date=day, status=JobStatus.QUEUED, created_at=now())
+    def new(cls, day: dt.date, trigger: Trigger = Trigger.REQUEST) -> JobRecord:
+        return cls(
+            job_id=uuid.uuid4().hex,
+            date=day,
+            status=JobStatus.QUEUED,
+            created_at=now(),
+            trigger=trigger,
+        )
 
     @property
     def finished(self) -> bool:
