@@ -14,6 +14,7 @@ import pytest
 
 from busstats.config import Settings
 from busstats.jobs import JobRecord
+from busstats.refsim import SimulatorConfig
 from busstats.schedule import (
     STATE_KEY,
     FireMarker,
@@ -31,7 +32,6 @@ from harness.servers import (
     serve_process,
     simulator,
 )
-from busstats.refsim import SimulatorConfig
 
 DAY = dt.date(2024, 5, 2)
 BEFORE_SIX = dt.datetime(2024, 5, 2, 5, 59, tzinfo=dt.UTC)
@@ -67,9 +67,7 @@ class Submitted:
         return sorted(job.date for job in self.jobs.values())
 
 
-def scheduler(
-    store: Store, clock: Clock, submitted: Submitted, **settings: Any
-) -> Scheduler:
+def scheduler(store: Store, clock: Clock, submitted: Submitted, **settings: Any) -> Scheduler:
     return Scheduler(
         store, Settings(lease_seconds=30, **settings), submitted.submit, submitted.exists, clock
     )
@@ -173,16 +171,16 @@ async def test_a_claim_whose_job_was_never_recorded_fires_again(store: Store) ->
     assert await schedule.check() == [yesterday]
     gone = FireMarker(claimed_at=AT_SIX, job_id="0" * 32)  # names a job that was never saved
     await store.put_bytes(fired_key(yesterday), msgspec.json.encode(gone))
-    await schedule.change(enabled=True, at="06:00", lag_days=1)
-    await store.put_bytes(STATE_KEY, await store.get_bytes(STATE_KEY))
     state = msgspec.json.decode(await store.get_bytes(STATE_KEY), type=ScheduleState)
     state.last_date = dt.date(2024, 4, 30)
-    await store.put_bytes(STATE_KEY, msgspec.json.encode(state))
+    await store.put_bytes(STATE_KEY, msgspec.json.encode(state))  # as if not yet advanced
     assert await schedule.check() == [yesterday]
     assert submitted.days == [yesterday, yesterday]
 
 
-async def test_http_start_stop_get_and_bad_params(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+async def test_http_start_stop_get_and_bad_params(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
     settings = Settings(store=str(tmp_path / "store"))
     async with api_server(settings) as api:
         async with http.get(f"{api}/schedule") as response:
@@ -226,9 +224,23 @@ async def jobs_listed(http: aiohttp.ClientSession, url: str) -> list[dict[str, A
         return jobs
 
 
+async def wait_for_jobs(
+    http: aiohttp.ClientSession, url: str, count: int, limit: float = 30
+) -> list[dict[str, Any]]:
+    """The jobs listed, once there are at least `count`; fail the test after `limit`."""
+    async with asyncio.timeout(limit):
+        while True:
+            jobs = await jobs_listed(http, url)
+            if len(jobs) >= count:
+                return jobs
+            await asyncio.sleep(0.1)
+
+
 async def wait_for_log(log: Path, text: str, limit: float = 30) -> None:
     async with asyncio.timeout(limit):
-        while text not in log.read_text(errors="replace"):
+        while True:
+            if text in await asyncio.to_thread(log.read_text, errors="replace"):
+                return
             await asyncio.sleep(0.1)
 
 
@@ -249,9 +261,7 @@ async def test_two_service_processes_fire_the_scheduled_day_once(
         yesterday = (fires.date() - dt.timedelta(days=1)).isoformat()
         for log in logs:  # each process either fired the day or found it fired
             await wait_for_log(log, f"the schedule checked its run of {fires.isoformat()}")
-        async with asyncio.timeout(30):
-            while not (jobs := await jobs_listed(http, second.url)):
-                await asyncio.sleep(0.1)
+        jobs = await wait_for_jobs(http, second.url, 1)
         assert [job["date"] for job in jobs] == [yesterday]
         async with http.get(f"{second.url}/jobs/{jobs[0]['job_id']}") as response:
             assert (await response.json())["trigger"] == "schedule"
@@ -271,17 +281,16 @@ async def test_the_schedule_survives_a_restart_and_catches_up(
     store = LocalStore(tmp_path / "store")
     now = dt.datetime.now(dt.UTC)
     latest = latest_due(now, "00:00", 1)
+    three_back = latest - dt.timedelta(days=3)
     state = ScheduleState(
-        enabled=True, at="00:00", lag_days=1, last_date=latest - dt.timedelta(days=3), updated_at=now
+        enabled=True, at="00:00", lag_days=1, last_date=three_back, updated_at=now
     )
     await store.put_bytes(STATE_KEY, msgspec.json.encode(state))
     env = {"BUSSTATS_STORE": str(tmp_path / "store")}
     async with simulator(SimulatorConfig()) as sim:
         env["BUSSTATS_REFERENCE_URL"] = sim.url
         async with serve_process(env, http) as service:
-            async with asyncio.timeout(30):
-                while len(jobs := await jobs_listed(http, service.url)) < 3:
-                    await asyncio.sleep(0.1)
+            jobs = await wait_for_jobs(http, service.url, 3)
             await service.stop()
         expected = [(latest - dt.timedelta(days=n)).isoformat() for n in range(3)]
         assert sorted(job["date"] for job in jobs) == sorted(expected)
@@ -297,9 +306,11 @@ async def test_the_schedule_survives_a_restart_and_catches_up(
             async with http.post(f"{service.url}/schedule/stop") as response:
                 assert response.status == 200
             await service.stop()
-        async with serve_process(env, http) as service:
-            async with http.get(f"{service.url}/schedule") as response:
-                assert (await response.json())["enabled"] is False
+        async with (
+            serve_process(env, http) as service,
+            http.get(f"{service.url}/schedule") as response,
+        ):
+            assert (await response.json())["enabled"] is False
 
 
 @pytest.mark.parametrize("value", ["6:00", "24:00", "06:00:60", "noon"])
