@@ -178,6 +178,19 @@ async def test_a_claim_whose_job_was_never_recorded_fires_again(store: Store) ->
     assert submitted.days == [yesterday, yesterday]
 
 
+async def test_unreadable_objects_stop_nothing_for_good(store: Store) -> None:
+    """A garbled state reads as stopped until a start replaces it; a garbled marker is a
+    claim nobody can finish, so the day fires."""
+    clock, submitted = Clock(BEFORE_SIX), Submitted()
+    schedule = scheduler(store, clock, submitted)
+    await store.put_bytes(STATE_KEY, b"{not json")
+    assert (await schedule.view()).enabled is False
+    await schedule.change(enabled=True, at="06:00", lag_days=1)
+    await store.put_bytes(fired_key(dt.date(2024, 5, 1)), b"\xff")
+    clock.moment = AT_SIX
+    assert await schedule.check() == [dt.date(2024, 5, 1)]
+
+
 async def test_http_start_stop_get_and_bad_params(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

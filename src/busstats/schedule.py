@@ -254,7 +254,10 @@ class Scheduler:
             found = await self._store.get_versioned(key)
         except ObjectNotFound:
             return None  # removed by hand: the next check creates it again
-        marker = msgspec.json.decode(found.data, type=FireMarker)
+        try:
+            marker = msgspec.json.decode(found.data, type=FireMarker)
+        except msgspec.DecodeError:  # unreadable: a claim nobody can finish, taken over now
+            marker = FireMarker(claimed_at=dt.datetime.min.replace(tzinfo=dt.UTC))
         if marker.job_id is not None and await self._job_exists(marker.job_id):
             return None
         stale_after = dt.timedelta(seconds=self._settings.lease_seconds)
@@ -271,7 +274,10 @@ class Scheduler:
             data = await self._store.get_bytes(fired_key(day))
         except ObjectNotFound:
             return False
-        return msgspec.json.decode(data, type=FireMarker).job_id is not None
+        try:
+            return msgspec.json.decode(data, type=FireMarker).job_id is not None
+        except msgspec.DecodeError:
+            return False
 
     async def _advance(self, day: dt.date) -> None:
         """Move `last_date` forward to `day` (never back)."""
@@ -332,7 +338,12 @@ class Scheduler:
             found = await self._store.get_versioned(STATE_KEY)
         except ObjectNotFound:
             return None
-        return msgspec.json.decode(found.data, type=ScheduleState), found.etag
+        try:
+            return msgspec.json.decode(found.data, type=ScheduleState), found.etag
+        except msgspec.DecodeError as exc:
+            # stopped until a start or stop replaces it (If-Match on this version)
+            log.error("%s is unreadable, the schedule is stopped: %s", STATE_KEY, exc)
+            return self._seeded(enabled=False), found.etag
 
     async def _write(self, state: ScheduleState, etag: str | None) -> bool:
         """Create (etag None) or replace version `etag`; False if someone else was first."""
