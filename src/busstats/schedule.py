@@ -151,6 +151,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._checking = asyncio.Lock()
+        self._last_seen: ScheduleState | None = None
 
     async def start(self) -> None:
         """Seed the state from the settings if the store has none, catch up, start the task."""
@@ -222,6 +223,7 @@ class Scheduler:
         """Fire every due day not fired yet; returns the days this process fired."""
         async with self._checking:
             found = await self._read()
+            self._last_seen = None if found is None else found[0]
             if found is None:
                 return []
             days = due_days(found[0], self._clock(), self._settings.schedule_catch_up_days)
@@ -295,12 +297,11 @@ class Scheduler:
         through other processes and to retry claims left by dead ones)."""
         while True:
             wait, target = self._settings.lease_seconds, None
-            with contextlib.suppress(StoreError):
-                found = await self._read()
-                if found is not None and found[0].enabled and found[0].at is not None:
-                    moment = self._clock()
-                    target = next_fire(moment, found[0].at)
-                    wait = min(wait, (target - moment).total_seconds())
+            state = self._last_seen  # as the last check read it: one read per check
+            if state is not None and state.enabled and state.at is not None:
+                moment = self._clock()
+                target = next_fire(moment, state.at)
+                wait = min(wait, (target - moment).total_seconds())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
