@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -25,10 +26,11 @@ from busstats.config import Settings
 from busstats.dashboard import dashboard_asset, dashboard_page
 from busstats.docs_ui import docs_asset, docs_page
 from busstats.jobindex import JobFilter, JobList
-from busstats.jobs import JobStatus
+from busstats.jobs import JobRecord, JobStatus, Trigger
 from busstats.openapi import openapi_document
 from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
 from busstats.runner import CannotCancel, JobRunner
+from busstats.schedule import MAX_LAG_DAYS, Scheduler, valid_at
 from busstats.stats import Source, read_country_stats
 from busstats.store import Store, StoreError, open_store
 from busstats.uploads import (
@@ -236,6 +238,37 @@ async def get_country_stats(request: Request) -> Response:
     return Response(body, headers=headers, media_type=exports.MEDIA_TYPES[fmt])
 
 
+def _scheduler(request: Request) -> Scheduler:
+    scheduler: Scheduler = request.app.state.scheduler
+    return scheduler
+
+
+@params.accepts()
+async def get_schedule(request: Request) -> Response:
+    return json_response(await _scheduler(request).view())
+
+
+@params.accepts("at", "lag_days")
+async def start_schedule(request: Request) -> Response:
+    at = params.optional_text(request.query_params, "at")
+    if at is not None and not valid_at(at):
+        raise params.BadRequest(
+            f"query parameter 'at' must be a time of day as HH:MM or HH:MM:SS (UTC), got {at!r}"
+        )
+    lag = params.optional_int(request.query_params, "lag_days", -1, 0, MAX_LAG_DAYS)
+    try:
+        await _scheduler(request).change(enabled=True, at=at, lag_days=None if lag < 0 else lag)
+    except ValueError as exc:
+        raise params.BadRequest(f"the schedule has no time yet: {exc}") from None
+    return json_response(await _scheduler(request).view())
+
+
+@params.accepts()
+async def stop_schedule(request: Request) -> Response:
+    await _scheduler(request).change(enabled=False, at=None, lag_days=None)
+    return json_response(await _scheduler(request).view())
+
+
 @params.accepts()
 async def health(_: Request) -> Response:
     return json_response(Health(status="ok"))
@@ -348,13 +381,24 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             await runner.start()
             backfills = Backfills(opened, runner, settings)
             await backfills.start_keeping()
+
+            async def submit_scheduled(day: dt.date) -> JobRecord:
+                return await runner.submit(day, trigger=Trigger.SCHEDULE)
+
+            async def job_exists(job_id: str) -> bool:
+                return await runner.find(job_id) is not None
+
+            scheduler = Scheduler(opened, settings, submit_scheduled, job_exists)
+            await scheduler.start()
             app.state.settings = settings
             app.state.store = opened
             app.state.runner = runner
             app.state.backfills = backfills
+            app.state.scheduler = scheduler
             try:
                 yield
             finally:
+                await scheduler.close()
                 backfills.stop_all()  # no new jobs, then the jobs end interrupted
                 await runner.close()
                 await backfills.close()
@@ -371,6 +415,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/backfills/{backfill_id}", cancel_backfill, methods=["DELETE"]),
             Route("/country-stats", get_country_stats, methods=["GET"]),
             Route("/raw/{date}/{city_id}", put_raw, methods=["PUT"]),
+            Route("/schedule", get_schedule, methods=["GET"]),
+            Route("/schedule/start", start_schedule, methods=["POST"]),
+            Route("/schedule/stop", stop_schedule, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/health/ready", ready, methods=["GET"]),
             Route("/metrics", get_metrics, methods=["GET"]),

@@ -61,11 +61,20 @@ class CityReport(msgspec.Struct, kw_only=True):
         return self.status in {CityStatus.SUCCEEDED, CityStatus.FAILED}
 
 
+class Trigger(StrEnum):
+    """What submitted a job."""
+
+    REQUEST = "request"  # POST /process-request
+    SCHEDULE = "schedule"  # the daily schedule (busstats.schedule)
+
+
 class JobRecord(msgspec.Struct, kw_only=True):
     job_id: str
     date: dt.date
     status: JobStatus
     created_at: dt.datetime
+    trigger: Trigger = Trigger.REQUEST
+    """What submitted the job; records from before this field read as `request`."""
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     error: str | None = None
@@ -86,6 +95,7 @@ class JobRecord(msgspec.Struct, kw_only=True):
         day: dt.date,
         source: JobSource = JobSource.UPSTREAM,
         backfill_id: str | None = None,
+        trigger: Trigger = Trigger.REQUEST,
     ) -> JobRecord:
         return cls(
             job_id=uuid.uuid4().hex,
@@ -94,6 +104,7 @@ class JobRecord(msgspec.Struct, kw_only=True):
             created_at=now(),
             source=source,
             backfill_id=backfill_id,
+            trigger=trigger,
         )
 
     @property

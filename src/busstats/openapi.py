@@ -23,6 +23,7 @@ from busstats.backfills import BackfillAccepted, BackfillRecord
 from busstats.jobindex import JobList
 from busstats.jobs import JobRecord, JobStatus
 from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
+from busstats.schedule import ScheduleView
 from busstats.stats import CountryStats, Source
 
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -323,6 +324,50 @@ OPERATIONS: list[Operation] = [
             "items": {"type": "object"},
             "description": "The rows as upstream sends them (docs/upstream.md).",
         },
+    ),
+    Operation(
+        "get",
+        "/schedule",
+        "getSchedule",
+        "The daily schedule",
+        "Whether the schedule runs, its time of day (UTC) and lag, the latest day it fired, and"
+        " when it fires next (`next_run_at`) for which day (`next_date`); both null when"
+        " stopped. See docs/schedule.md.",
+        [Answer(200, "The schedule.", ScheduleView), STORE_DOWN],
+    ),
+    Operation(
+        "post",
+        "/schedule/start",
+        "startSchedule",
+        "Start the daily schedule",
+        "From the next set time on, every day ingests the day `lag_days` before it. Days"
+        " already due when it starts are not fired; answers the new schedule.",
+        [Answer(200, "The schedule as started.", ScheduleView), BAD_INPUT, STORE_DOWN],
+        [
+            Param(
+                "at",
+                "query",
+                "Time of day, UTC, as HH:MM or HH:MM:SS; required unless set before"
+                " (BUSSTATS_SCHEDULE_AT or an earlier start).",
+                {"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$"},
+                required=False,
+            ),
+            Param(
+                "lag_days",
+                "query",
+                "Days between a run and the day it ingests (1, yesterday, unless set before).",
+                {"type": "integer", "minimum": 0, "maximum": 365},
+                required=False,
+            ),
+        ],
+    ),
+    Operation(
+        "post",
+        "/schedule/stop",
+        "stopSchedule",
+        "Stop the daily schedule",
+        "No more scheduled runs until started again; jobs already submitted go on.",
+        [Answer(200, "The schedule as stopped.", ScheduleView), BAD_INPUT, STORE_DOWN],
     ),
     Operation(
         "get",

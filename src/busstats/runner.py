@@ -21,7 +21,7 @@ from busstats import logs, metrics
 from busstats.commit import fence_date, read_summary, sweep_date
 from busstats.config import Settings
 from busstats.ingest import Ingest
-from busstats.jobs import CityReport, JobRecord, JobSource, JobStore
+from busstats.jobs import CityReport, JobRecord, JobSource, JobStore, Trigger
 from busstats.layout import date_lease_key, job_lease_key
 from busstats.leases import Lease, LeaseLost, Leases, now, process_owner
 from busstats.recorder import JobRecorder, RecordTakenOver
@@ -108,10 +108,12 @@ class JobRunner:
             return running.job
         return await self.jobs.load(job_id)
 
-    async def submit(self, day: dt.date, backfill_id: str | None = None) -> JobRecord:
+    async def submit(
+        self, day: dt.date, backfill_id: str | None = None, trigger: Trigger = Trigger.REQUEST
+    ) -> JobRecord:
         """Record a queued job and start it; returns once the record is saved. It runs when
         one of the process's `max_running_jobs` slots is free."""
-        job = JobRecord.new(day, backfill_id=backfill_id)
+        job = JobRecord.new(day, backfill_id=backfill_id, trigger=trigger)
         lease = await self.leases.take(job_lease_key(job.job_id), job.job_id)
         if lease is None:  # a fresh random id: only a store gone wrong could do this
             raise StoreError(f"the lease of new job {job.job_id} exists already")
