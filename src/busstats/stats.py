@@ -155,15 +155,17 @@ def _country_days(store: Store, summaries: pl.DataFrame, source: Source) -> list
         files = counted.select("parquet_key").collect().to_series().to_list()
         if not files:
             return []
-        partials = partials_from_parquet(store.scan_target(files))
+        partials = partials_from_parquet(store.scan_target(files)).join(
+            counted.select("date", "city_id", "country"), on=["date", "city_id"]
+        )
     else:
         partials = counted
     return country_days(partials, counted)
 
 
 def country_days(partials: pl.LazyFrame, counted: pl.LazyFrame) -> list[CountryDay]:
-    """Partials (sums per date and city or country) summed per date and country; the number
-    of cities comes from the counted summary rows."""
+    """Partials (sums per date and city, with its country) summed per date and country;
+    the number of cities comes from the counted summary rows."""
     cities = counted.group_by("date", "country").agg(cities_counted=pl.len().cast(pl.Int64))
     frame = (
         partials.group_by("date", "country")

@@ -12,13 +12,11 @@ agree to the last digit: delays are summed as integer microseconds.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from collections.abc import Iterable
 
 import polars as pl
 
-from busstats import convert
 from busstats.store import ScanTarget
 
 PARTIAL_SCHEMA = pl.Schema(
@@ -102,68 +100,41 @@ def decode_summaries(blobs: list[bytes], columns: Iterable[str] | None = None) -
     )
 
 
-_ROW_BOUNDS = {
-    "passengers_min": 0,
-    "passengers_max": convert.MAX_PASSENGERS,
-    "delay_seconds_min": convert.MIN_DELAY.total_seconds(),
-    "delay_seconds_max": convert.MAX_DELAY.total_seconds(),
-}
-_MAX_DELAY_US = convert.MAX_DELAY // dt.timedelta(microseconds=1)
-# A group of at most MAX_ROWS rows, each within the bounds of a valid row, sums in Int64
-# without wrapping (see convert.MAX_FILE_BYTES); the scan checks both before it trusts them.
-assert convert.MAX_ROWS * max(_MAX_DELAY_US, convert.MAX_PASSENGERS) < 2**63 - 1
+INT64_MAX = 2**63 - 1
 
 
 def partials_from_parquet(target: ScanTarget) -> pl.LazyFrame:
-    """Sums per date and country computed from the full data; the date comes from the Hive
-    path. Grouping by country rather than city keeps the groups few.
+    """Sums per date and city computed from the full data; the date comes from the Hive
+    path (the country, from the summary: see `stats`).
 
-    Summed in Int64, which is the fast path and exact when every group has at most
-    convert.MAX_ROWS rows, each within the bounds of a valid row: all busstats' own files.
-    The same pass takes each group's row count and smallest and largest values; should any
-    group be outside those bounds (a file written by something else), the sums are taken
-    again in Int128, so they are exact either way and never wrap.
+    A city's day is one file, and its sums are taken in Int64: exact for every file
+    busstats writes (see convert.MAX_FILE_BYTES) and much cheaper over millions of rows than
+    Int128. The same pass takes each file's largest absolute values: should rows times that
+    not fit in Int64 for any file (one written by something else), the sums are taken again
+    in Int128, so they are exact either way and never wrap.
 
     >>> partials_from_parquet(store.scan_target(keys)).collect().columns
-    ['date', 'country', 'buses', 'passengers', 'delay_microseconds', 'accident']
+    ['date', 'city_id', 'buses', 'passengers', 'delay_microseconds', 'accident']
     """
-    checked = _sums(target, pl.Int64(), checked=True)
-    within = (pl.col("buses") <= convert.MAX_ROWS) & pl.all_horizontal(
-        (pl.col(name) >= bound) if name.endswith("_min") else (pl.col(name) <= bound)
-        for name, bound in _ROW_BOUNDS.items()
-    )
-    if checked.select(within.all()).item() is not False:
-        return checked.drop(*_ROW_BOUNDS).lazy()
-    return _sums(target, pl.Int128(), checked=False).lazy()
+    scan = pl.scan_parquet(
+        target.sources, hive_partitioning=True, storage_options=target.storage_options
+    ).select("date", "city_id", "passengers", "delay_seconds", "accident")
+    sums = _sums_per_city(scan, pl.Int64()).collect(engine="streaming")
+    if not sums["fits_int64"].all():
+        sums = _sums_per_city(scan, pl.Int128()).collect(engine="streaming")
+    return sums.drop("fits_int64").lazy()
 
 
-def _sums(target: ScanTarget, width: pl.DataType, *, checked: bool) -> pl.DataFrame:
-    bounds = (
-        [
-            pl.col("passengers").min().alias("passengers_min"),
-            pl.col("passengers").max().alias("passengers_max"),
-            pl.col("delay_seconds").min().alias("delay_seconds_min"),
-            pl.col("delay_seconds").max().alias("delay_seconds_max"),
-        ]
-        if checked
-        else []
-    )
-    return (
-        pl.scan_parquet(
-            target.sources, hive_partitioning=True, storage_options=target.storage_options
-        )
-        .group_by("date", "country")
-        .agg(
-            *bounds,
-            buses=pl.len().cast(pl.Int64),
-            passengers=pl.col("passengers").cast(width, strict=not checked).sum(),
-            # Exact: |delay| <= 8 h < 2**53 us, so the float round-trips. A value too large
-            # for Int64 becomes null in the checked pass, whose bounds then fail.
-            delay_microseconds=(pl.col("delay_seconds") * 1e6)
-            .round()
-            .cast(width, strict=not checked)
-            .sum(),
-            accident=pl.col("accident").any(),
-        )
-        .collect(engine="streaming")
+def _sums_per_city(scan: pl.LazyFrame, width: pl.DataType) -> pl.LazyFrame:
+    rows = pl.len().cast(pl.Float64)
+    return scan.group_by("date", "city_id").agg(
+        buses=pl.len().cast(pl.Int64),
+        passengers=pl.col("passengers").cast(width, strict=False).sum(),
+        # Exact: |delay| <= 8 h < 2**53 us, so the float round-trips. A value too large for
+        # Int64 becomes null here, and fails the check below.
+        delay_microseconds=(pl.col("delay_seconds") * 1e6).round().cast(width, strict=False).sum(),
+        accident=pl.col("accident").any(),
+        # Half of Int64 leaves room for the float's rounding.
+        fits_int64=(rows * pl.col("passengers").abs().max() < INT64_MAX / 2)
+        & (rows * pl.col("delay_seconds").abs().max() * 1e6 < INT64_MAX / 2),
     )
