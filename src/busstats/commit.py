@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import polars as pl
@@ -153,6 +153,31 @@ async def write_summary(
         await store.put_bytes(summary_key(day), data, if_absent=True)
     else:
         await store.put_bytes(summary_key(day), data, if_match=read.etag)
+
+
+async def commit_date(
+    store: Store,
+    day: dt.date,
+    run_id: str,
+    new_rows: Callable[[pl.DataFrame], pl.DataFrame],
+    confirm_lease: Callable[[], Awaitable[None]],
+) -> None:
+    """Commit `day`: read its summary, make the new rows from it (`new_rows`), confirm the
+    run still holds the date, and replace exactly the version read; on a lost race, read
+    again. Raises PreconditionFailed after COMMIT_ATTEMPTS lost races, and whatever
+    `confirm_lease` raises when the run no longer holds the date."""
+    for _ in range(COMMIT_ATTEMPTS):
+        previous, read = await read_summary(store, day)
+        rows = new_rows(previous)
+        await confirm_lease()
+        try:
+            await write_summary(store, day, rows, read, run_id)
+            return
+        except PreconditionFailed:
+            continue  # the summary changed since we read it: read it again
+    raise PreconditionFailed(
+        f"the summary of {day} changed under run {run_id} {COMMIT_ATTEMPTS} times"
+    )
 
 
 async def begin_date(store: Store, day: dt.date, run_id: str) -> None:

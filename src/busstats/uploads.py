@@ -25,15 +25,14 @@ import stamina
 from busstats import logs, metrics
 from busstats.cities import MAX_CITY_ID
 from busstats.commit import (
-    COMMIT_ATTEMPTS,
     ListedCity,
     StoredCity,
     begin_date,
+    commit_date,
     drop_placeholder,
     read_summary,
     sweep_date,
     upload_rows,
-    write_summary,
 )
 from busstats.convert import CityInfo, ConversionResult, UnusableResponse, convert_file
 from busstats.ingest import memory_needed
@@ -42,7 +41,7 @@ from busstats.layout import parquet_key, raw_key
 from busstats.recorder import JobRecorder
 from busstats.reference import Download, ReferenceClient, ReferenceError
 from busstats.resources import ProcessResources
-from busstats.store import PreconditionFailed, Store, StoreError
+from busstats.store import PreconditionFailed, Store, StoreError, store_down
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +296,7 @@ class UploadJob:
 
     async def _commit(self, stored: StoredCity) -> None:
         async for attempt in stamina.retry_context(
-            on=_store_down, attempts=None, timeout=COMMIT_SECONDS, wait_initial=0.5, wait_max=5
+            on=store_down, attempts=None, timeout=COMMIT_SECONDS, wait_initial=0.5, wait_max=5
         ):
             with attempt:
                 await self._commit_once(stored)
@@ -305,19 +304,10 @@ class UploadJob:
 
     async def _commit_once(self, stored: StoredCity) -> None:
         job = self.job
-        for _ in range(COMMIT_ATTEMPTS):
-            previous, read = await read_summary(self._store, job.date)
-            rows = upload_rows(job.date, previous, stored, job.job_id)
-            await self._confirm_lease()
-            try:
-                await write_summary(self._store, job.date, rows, read, job.job_id)
-                return
-            except PreconditionFailed:
-                continue  # the summary changed since we read it: read it again
-        raise PreconditionFailed(
-            f"the date's summary changed under this upload {COMMIT_ATTEMPTS} times"
+        await commit_date(
+            self._store,
+            job.date,
+            job.job_id,
+            lambda previous: upload_rows(job.date, previous, stored, job.job_id),
+            self._confirm_lease,
         )
-
-
-def _store_down(exc: Exception) -> bool:
-    return isinstance(exc, StoreError) and not isinstance(exc, PreconditionFailed)
