@@ -139,10 +139,12 @@ async def test_store_errors_are_counted_by_operation(http: aiohttp.ClientSession
         async with http.get(f"{api}/jobs/{'0' * 32}") as response:
             assert response.status == 503
         samples = await scrape(http, api)
-    # start-up looked for unfinished jobs (a listing) outside any request: counted too
-    assert value(samples, "busstats_store_errors_total", operation="list") == 1
+    # start-up looked for unfinished jobs and backfills (a listing each) outside any
+    # request: counted too
+    assert value(samples, "busstats_store_errors_total", operation="list") == 2
     assert value(samples, "busstats_store_errors_total", operation="head") == 1
-    assert value(samples, "busstats_store_errors_total", operation="get") == 1
+    # the schedule's state, read at start-up, and the job's record
+    assert value(samples, "busstats_store_errors_total", operation="get") == 2
     labels = {"route": "/health/ready", "method": "GET", "status": "503"}
     assert value(samples, "busstats_http_requests_total", **labels) == 1
 

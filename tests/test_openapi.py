@@ -17,6 +17,7 @@ from openapi_spec_validator import validate
 from starlette.routing import Route
 
 from busstats.app import create_app
+from busstats.backfills import BackfillAccepted, BackfillRecord
 from busstats.config import Settings
 from busstats.jobs import CityReport, JobRecord
 from busstats.openapi import openapi_document
@@ -24,7 +25,7 @@ from busstats.payloads import JobAccepted
 from busstats.stats import CountryDay, CountryStats
 from harness.servers import api_server
 
-NOT_IN_DOCUMENT = {"/openapi.json", "/docs", "/docs/{name}"}
+NOT_IN_DOCUMENT = {"/openapi.json", "/docs", "/docs/{name}", "/", "/dashboard/{name}"}
 
 
 @pytest.fixture
@@ -78,8 +79,14 @@ def test_every_route_of_the_app_is_in_the_document() -> None:
 def test_the_contract_routes_parameters_and_status_codes_are_all_there() -> None:
     document = openapi_document()
     expected = {
-        ("/process-request", "post"): ({"date"}, {"202", "400", "503"}),
+        ("/process-request", "post"): ({"date", "from", "to"}, {"202", "400", "503"}),
         ("/jobs/{job_id}", "get"): ({"job_id"}, {"200", "404", "503"}),
+        ("/jobs/{job_id}", "delete"): ({"job_id"}, {"200", "404", "409", "503"}),
+        ("/backfills/{backfill_id}", "get"): ({"backfill_id"}, {"200", "404", "503"}),
+        ("/backfills/{backfill_id}", "delete"): (
+            {"backfill_id"},
+            {"200", "202", "404", "409", "503"},
+        ),
         ("/jobs", "get"): (
             {"date", "from", "to", "status", "limit", "cursor"},
             {"200", "400", "503"},
@@ -123,9 +130,17 @@ def test_the_contract_routes_parameters_and_status_codes_are_all_there() -> None
 def test_response_fields_follow_the_handlers_types() -> None:
     """Generated, not hand-kept: each body's properties are exactly its struct's fields."""
     document = openapi_document()
-    accepted = body_schema(document, "/process-request", "post", 202)
+    one_of = body_schema(document, "/process-request", "post", 202)["oneOf"]
+    accepted, backfill = (resolve(document, schema) for schema in one_of)
     assert set(accepted["properties"]) == field_names(JobAccepted)
     assert set(accepted["properties"]) == {"job_id", "date", "status", "status_url"}
+    assert set(backfill["properties"]) == field_names(BackfillAccepted)
+    assert {"backfill_id", "from", "to", "status_url", "jobs"} <= set(backfill["properties"])
+    record = body_schema(document, "/backfills/{backfill_id}", "get", 200)
+    assert set(record["properties"]) == field_names(BackfillRecord)
+    assert {"dates_done", "dates_failed", "dates_left", "progress", "reason"} <= set(
+        record["properties"]
+    )
 
     job = body_schema(document, "/jobs/{job_id}", "get", 200)
     assert set(job["properties"]) == field_names(JobRecord)

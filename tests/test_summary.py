@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import polars as pl
+import pytest
 
 from busstats.cities import City
 from busstats.config import Settings
@@ -17,6 +20,7 @@ from busstats.layout import summary_key
 from busstats.refsim import Fault, SimulatorConfig
 from busstats.stats import Source, country_stats
 from busstats.store import LocalStore, Store
+from busstats.summary import PARTIAL_SCHEMA, SUMMARY_SCHEMA, decode_summaries, encode_summary
 from harness.servers import MotoEndpoint, api_server, s3_settings, simulator
 from tests.faultproxy import fault_proxy
 from tests.flows import commit_city, ingest, wait_for_job
@@ -164,3 +168,31 @@ async def test_the_longest_empty_range_costs_one_listing(
     assert len(answer["dates_without_data"]) == 3660
     assert len(requests) == 1, requests  # which dates of the range have a summary: none
     assert "list-type=2" in requests[0]
+
+
+def test_a_projection_decodes_only_the_columns_asked_for_old_summaries_included() -> None:
+    # The stats routes decode only what they use; a summary from before commits still gets
+    # its default file keys and counts.
+    row: dict[str, Any] = {
+        "date": DAY,
+        "city_id": 7,
+        "city_name": "Lake Amy",
+        "country": "Peru",
+        "buses": 2,
+        "passengers": 3,
+        "delay_microseconds": 4,
+        "accident": False,
+    }
+    old = io.BytesIO()
+    pl.DataFrame([row], schema=PARTIAL_SCHEMA).write_parquet(old)
+    committed = {**row, "city_id": 8, "counted": True, "parquet_key": "parquet/x.r.parquet"}
+    new = encode_summary(pl.DataFrame([committed], schema=SUMMARY_SCHEMA, strict=False), "r")
+    both = decode_summaries([old.getvalue(), new], ["parquet_key", "city_id", "counted"])
+    assert both.columns == ["city_id", "counted", "parquet_key"]  # SUMMARY_SCHEMA's order
+    assert both.rows() == [
+        (7, True, "parquet/date=2024-05-01/city=7.parquet"),
+        (8, True, "parquet/x.r.parquet"),
+    ]
+    assert decode_summaries([], ["buses"]).schema == pl.Schema({"buses": pl.Int64})
+    with pytest.raises(ValueError, match="not summary columns"):
+        decode_summaries([new], ["nope"])

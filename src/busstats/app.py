@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -14,21 +15,33 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from busstats import exports, jobindex, logs, metrics, params
+from busstats.backfills import BackfillAccepted, BackfillEnded, Backfills
 from busstats.config import Settings
+from busstats.dashboard import dashboard_asset, dashboard_page
 from busstats.docs_ui import docs_asset, docs_page
 from busstats.jobindex import JobFilter, JobList
-from busstats.jobs import JobStatus
+from busstats.jobs import JobRecord, JobStatus, Trigger
 from busstats.openapi import openapi_document
 from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
-from busstats.runner import JobRunner
+from busstats.runner import CannotCancel, JobRunner
+from busstats.schedule import MAX_LAG_DAYS, Scheduler, valid_at
 from busstats.stats import Source, read_country_stats
 from busstats.store import Store, StoreError, open_store
+from busstats.uploads import (
+    ConvertedUpload,
+    UploadRefused,
+    city_id_of,
+    convert_upload,
+    day_of,
+    identify_city,
+    receive_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +61,23 @@ def _runner(request: Request) -> JobRunner:
     return runner
 
 
-@params.accepts("date")
+def _backfills(request: Request) -> Backfills:
+    backfills: Backfills = request.app.state.backfills
+    return backfills
+
+
+@params.accepts("date", "from", "to")
 async def process_request(request: Request) -> Response:
-    day = params.day(request.query_params, "date")
+    """One date (`date`), or a backfill of a range (`from` and `to`, both included)."""
+    query = request.query_params
+    if "from" in query or "to" in query:
+        if "date" in query:
+            raise params.BadRequest("give either 'date' or 'from' and 'to', not both")
+        settings: Settings = request.app.state.settings
+        first, last = params.date_range(query, settings.max_range_days)
+        record = await _backfills(request).start(first, last)
+        return json_response(BackfillAccepted.of(record), 202)
+    day = params.day(query, "date")
     job = await _runner(request).submit(day)
     accepted = JobAccepted(
         job_id=job.job_id,
@@ -59,6 +86,48 @@ async def process_request(request: Request) -> Response:
         status_url=f"/jobs/{job.job_id}",
     )
     return json_response(accepted, 202)
+
+
+@params.accepts("city_name", "country")
+async def put_raw(request: Request) -> Response:
+    """An upload of a city's day as upstream sends it (docs/api.md): validated and converted
+    before anything is recorded, then stored and committed by a job like a fetch."""
+    runner = _runner(request)
+    settings: Settings = request.app.state.settings
+    query = request.query_params
+    try:
+        day = day_of(request.path_params["date"])
+        city_id = city_id_of(request.path_params["city_id"])
+        city = await identify_city(
+            request.app.state.store,
+            runner.reference_client(),
+            day,
+            city_id,
+            params.optional_text(query, "city_name"),
+            params.optional_text(query, "country"),
+        )
+        with runner.resources.temp_files() as (raw_path, parquet_path):
+            with raw_path.open("wb") as raw_file:
+                raw = await receive_body(
+                    request.stream(),
+                    raw_file,
+                    settings.city_max_bytes,
+                    request.headers.get("content-encoding"),
+                    request.headers.get("content-length"),
+                )
+            result = await convert_upload(runner.resources, city, day, raw_path, parquet_path, raw)
+            upload = ConvertedUpload(city, raw_path, parquet_path, raw, result)
+            job = await runner.run_upload(day, upload)
+    except UploadRefused as exc:
+        return error_response(str(exc), exc.status)
+    except ClientDisconnect:
+        return error_response("the client went away before the body was complete", 400)
+    location = {"Location": f"/jobs/{job.job_id}"}
+    if job.commit_id is None:
+        response = error_response(f"the upload was not committed: {job.error}", 503)
+        response.headers.update(location)
+        return response
+    return Response(msgspec.json.encode(job), 201, headers=location, media_type="application/json")
 
 
 JOBS_PER_PAGE = 50
@@ -101,6 +170,41 @@ async def get_job(request: Request) -> Response:
     return json_response(job)
 
 
+@params.accepts()
+async def cancel_job(request: Request) -> Response:
+    """Cancel a job this process runs; 409 for an ended job or one another process runs."""
+    job_id: str = request.path_params["job_id"]
+    try:
+        job = await _runner(request).cancel(job_id)
+    except KeyError:
+        return error_response(f"no job with id {job_id!r}", 404)
+    except CannotCancel as exc:
+        return error_response(str(exc), 409)
+    return json_response(job)
+
+
+@params.accepts()
+async def get_backfill(request: Request) -> Response:
+    backfill_id: str = request.path_params["backfill_id"]
+    record = await _backfills(request).find(backfill_id)
+    if record is None:
+        return error_response(f"no backfill with id {backfill_id!r}", 404)
+    return json_response(record)
+
+
+@params.accepts()
+async def cancel_backfill(request: Request) -> Response:
+    """Cancel a backfill this process runs; 409 for an ended one or one another process runs."""
+    backfill_id: str = request.path_params["backfill_id"]
+    try:
+        record = await _backfills(request).cancel(backfill_id)
+    except KeyError:
+        return error_response(f"no backfill with id {backfill_id!r}", 404)
+    except (CannotCancel, BackfillEnded) as exc:
+        return error_response(str(exc), 409)
+    return json_response(record, 200 if record.finished else 202)
+
+
 @params.accepts("from", "to", "source", "format")
 async def get_country_stats(request: Request) -> Response:
     """The statistics in the format asked for, with a strong ETag; 304 when the caller
@@ -132,6 +236,37 @@ async def get_country_stats(request: Request) -> Response:
     except exports.TooLargeForFormat as exc:
         return error_response(str(exc), 422)
     return Response(body, headers=headers, media_type=exports.MEDIA_TYPES[fmt])
+
+
+def _scheduler(request: Request) -> Scheduler:
+    scheduler: Scheduler = request.app.state.scheduler
+    return scheduler
+
+
+@params.accepts()
+async def get_schedule(request: Request) -> Response:
+    return json_response(await _scheduler(request).view())
+
+
+@params.accepts("at", "lag_days")
+async def start_schedule(request: Request) -> Response:
+    at = params.optional_text(request.query_params, "at")
+    if at is not None and not valid_at(at):
+        raise params.BadRequest(
+            f"query parameter 'at' must be a time of day as HH:MM or HH:MM:SS (UTC), got {at!r}"
+        )
+    lag = params.optional_int(request.query_params, "lag_days", -1, 0, MAX_LAG_DAYS)
+    try:
+        await _scheduler(request).change(enabled=True, at=at, lag_days=None if lag < 0 else lag)
+    except ValueError as exc:
+        raise params.BadRequest(f"the schedule has no time yet: {exc}") from None
+    return json_response(await _scheduler(request).view())
+
+
+@params.accepts()
+async def stop_schedule(request: Request) -> Response:
+    await _scheduler(request).change(enabled=False, at=None, lag_days=None)
+    return json_response(await _scheduler(request).view())
 
 
 @params.accepts()
@@ -244,13 +379,29 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             opened = store or await open_store(settings)
             runner = JobRunner(opened, settings)
             await runner.start()
+            backfills = Backfills(opened, runner, settings)
+            await backfills.start_keeping()
+
+            async def submit_scheduled(day: dt.date) -> JobRecord:
+                return await runner.submit(day, trigger=Trigger.SCHEDULE)
+
+            async def job_exists(job_id: str) -> bool:
+                return await runner.find(job_id) is not None
+
+            scheduler = Scheduler(opened, settings, submit_scheduled, job_exists)
+            await scheduler.start()
             app.state.settings = settings
             app.state.store = opened
             app.state.runner = runner
+            app.state.backfills = backfills
+            app.state.scheduler = scheduler
             try:
                 yield
             finally:
+                await scheduler.close()
+                backfills.stop_all()  # no new jobs, then the jobs end interrupted
                 await runner.close()
+                await backfills.close()
                 if store is None:
                     await opened.close()
 
@@ -259,13 +410,22 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/process-request", process_request, methods=["POST"]),
             Route("/jobs", list_jobs, methods=["GET"]),
             Route("/jobs/{job_id}", get_job, methods=["GET"]),
+            Route("/jobs/{job_id}", cancel_job, methods=["DELETE"]),
+            Route("/backfills/{backfill_id}", get_backfill, methods=["GET"]),
+            Route("/backfills/{backfill_id}", cancel_backfill, methods=["DELETE"]),
             Route("/country-stats", get_country_stats, methods=["GET"]),
+            Route("/raw/{date}/{city_id}", put_raw, methods=["PUT"]),
+            Route("/schedule", get_schedule, methods=["GET"]),
+            Route("/schedule/start", start_schedule, methods=["POST"]),
+            Route("/schedule/stop", stop_schedule, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/health/ready", ready, methods=["GET"]),
             Route("/metrics", get_metrics, methods=["GET"]),
             Route("/openapi.json", get_openapi, methods=["GET"]),
             Route("/docs", docs_page, methods=["GET"]),
             Route("/docs/{name}", docs_asset, methods=["GET"]),
+            Route("/", dashboard_page, methods=["GET"]),
+            Route("/dashboard/{name}", dashboard_asset, methods=["GET"]),
         ],
         middleware=[Middleware(Observed, registry=app_metrics)],
         exception_handlers={

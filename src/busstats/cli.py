@@ -1,17 +1,20 @@
-"""The `busstats` command: `serve`, `refsim`, `dev` and `settings`."""
+"""The `busstats` command: `serve`, `refsim`, `dev` and `settings` run the service; `ingest`,
+`stats`, `jobs` and `upload` talk to a running one over HTTP (`--url`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 import uvicorn
 from aiohttp import web
 
+from busstats import cli_client
 from busstats.app import create_app
+from busstats.client import JOBS_PAGE_LIMIT, URL_VARIABLE, default_url
 from busstats.config import ConfigError, Settings, settings_table, unknown_variables
 from busstats.logs import UVICORN_LOGGING, configure_logging
 from busstats.refsim import Fault, SimulatorConfig, create_simulator
@@ -88,7 +91,88 @@ def _parser() -> argparse.ArgumentParser:
     _simulator_options(dev)
 
     command("settings", "print the environment variables the service reads (Markdown)")
+    _client_commands(command)
     return parser
+
+
+def _client_commands(command: Callable[[str, str, str | None], argparse.ArgumentParser]) -> None:
+    """`ingest`, `stats`, `jobs` and `upload`: clients of a running service."""
+
+    def client(name: str, summary: str) -> argparse.ArgumentParser:
+        parser = command(name, summary, cli_client.EXIT_CODES)
+        parser.formatter_class = _ClientHelp  # the epilog lists exit codes, one a line
+        parser.add_argument(
+            "--url",
+            default=default_url(),
+            help=f"the service; ${URL_VARIABLE} sets the default",
+        )
+        return parser
+
+    ingest = client("ingest", "ask the service to ingest a date or a range of dates")
+    ingest.add_argument("date", metavar="DATE", help="the date, YYYY-MM-DD")
+    ingest.add_argument("--to", metavar="DATE", help="ingest every date from DATE to this one")
+    ingest.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the jobs until they end, showing each city; exit 1 unless all succeeded",
+    )
+    ingest.add_argument(
+        "--interval", type=float, default=0.5, help=argparse.SUPPRESS
+    )  # seconds between polls of each job
+
+    stats = client("stats", "print per-country, per-day statistics of a range")
+    stats.add_argument("start", metavar="FROM", help="first date, YYYY-MM-DD")
+    stats.add_argument("end", metavar="TO", help="last date, YYYY-MM-DD (inclusive)")
+    stats.add_argument(
+        "--format",
+        choices=["table", "csv", "json", "parquet"],
+        default="table",
+        help="table for people; the others are the service's bytes as sent",
+    )
+    stats.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+
+    jobs = client("jobs", "list jobs, newest first")
+    jobs.add_argument("--date", metavar="DATE", help="only jobs that ingest this date")
+    jobs.add_argument(
+        "--status",
+        choices=["queued", "running", "succeeded", "partial", "failed"],
+        help="only jobs with this status",
+    )
+    jobs.add_argument("--limit", type=_positive, default=50, help="at most this many jobs")
+    jobs.add_argument(
+        "--page-size", type=_positive, default=JOBS_PAGE_LIMIT, help=argparse.SUPPRESS
+    )  # jobs asked for per request; small in tests, to follow `next`
+
+    upload = client("upload", "store a city's day from a file, as if fetched from upstream")
+    upload.add_argument("date", metavar="DATE", help="the date, YYYY-MM-DD")
+    upload.add_argument("city_id", metavar="CITY_ID", help="the city's id upstream")
+    upload.add_argument(
+        "file", metavar="FILE", help="the JSON array of buses, as upstream sends it"
+    )
+    upload.add_argument("--city-name", help="the city's name, for a city upstream does not list")
+    upload.add_argument("--country", help="the city's country, for a city upstream does not list")
+
+
+class _ClientHelp(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, and the epilog kept as written."""
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError("expected a whole number from 1")
+    return number
+
+
+CLIENT_COMMANDS = {
+    "ingest": cli_client.ingest,
+    "stats": cli_client.stats,
+    "jobs": cli_client.jobs,
+    "upload": cli_client.upload,
+}
 
 
 def _simulator_options(parser: argparse.ArgumentParser) -> None:
@@ -182,7 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "settings":
         print(settings_table(), end="")
         return 0
+    if args.command in CLIENT_COMMANDS:
+        return cli_client.run(CLIENT_COMMANDS[args.command], args)
     for name in unknown_variables():
+        if name == URL_VARIABLE:  # read by the client commands, not by the service
+            continue
         print(
             f"busstats: warning: {name} is not a setting; see `busstats settings`", file=sys.stderr
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import polars as pl
@@ -92,6 +92,43 @@ def summary_rows(
     return pl.DataFrame(rows, schema=SUMMARY_SCHEMA).with_columns(commit_id=pl.lit(run_id))
 
 
+def upload_rows(
+    day: dt.date, previous: pl.DataFrame, stored: StoredCity, run_id: str
+) -> pl.DataFrame:
+    """The date's new summary after an upload of one city: every other city's row of
+    `previous` exactly as it was (counted or not), and this city's row replaced or added.
+
+    >>> city = ListedCity(7, "Ghent", "BE")
+    >>> new = StoredCity(city, "raw/k", "parquet/k", 3, 40, 60_000_000, False)
+    >>> empty = pl.DataFrame(schema=SUMMARY_SCHEMA)
+    >>> upload_rows(dt.date(2024, 5, 1), empty, new, "f" * 32)["buses"].to_list()
+    [3]
+    """
+    city = stored.city
+    others = previous.filter(pl.col("city_id") != city.city_id).drop("commit_id")
+    row = pl.DataFrame(
+        [
+            {
+                "date": day,
+                "city_id": city.city_id,
+                "city_name": city.city_name,
+                "country": city.country,
+                "buses": stored.buses,
+                "passengers": stored.passengers,
+                "delay_microseconds": stored.delay_microseconds,
+                "accident": stored.accident,
+                "counted": True,
+                "missing_reason": None,
+                "run_id": run_id,
+                "raw_key": stored.raw_key,
+                "parquet_key": stored.parquet_key,
+            }
+        ],
+        schema={k: v for k, v in SUMMARY_SCHEMA.items() if k != "commit_id"},
+    )
+    return pl.concat([others, row]).with_columns(commit_id=pl.lit(run_id))
+
+
 async def read_summary(store: Store, day: dt.date) -> tuple[pl.DataFrame, Versioned | None]:
     """The date's committed summary (empty when none) and the version read."""
     try:
@@ -110,6 +147,31 @@ async def write_summary(
         await store.put_bytes(summary_key(day), data, if_absent=True)
     else:
         await store.put_bytes(summary_key(day), data, if_match=read.etag)
+
+
+async def commit_date(
+    store: Store,
+    day: dt.date,
+    run_id: str,
+    new_rows: Callable[[pl.DataFrame], pl.DataFrame],
+    confirm_lease: Callable[[], Awaitable[None]],
+) -> None:
+    """Commit `day`: read its summary, make the new rows from it (`new_rows`), confirm the
+    run still holds the date, and replace exactly the version read; on a lost race, read
+    again. Raises PreconditionFailed after COMMIT_ATTEMPTS lost races, and whatever
+    `confirm_lease` raises when the run no longer holds the date."""
+    for _ in range(COMMIT_ATTEMPTS):
+        previous, read = await read_summary(store, day)
+        rows = new_rows(previous)
+        await confirm_lease()
+        try:
+            await write_summary(store, day, rows, read, run_id)
+            return
+        except PreconditionFailed:
+            continue  # the summary changed since we read it: read it again
+    raise PreconditionFailed(
+        f"the summary of {day} changed under run {run_id} {COMMIT_ATTEMPTS} times"
+    )
 
 
 async def begin_date(store: Store, day: dt.date, run_id: str) -> None:

@@ -178,6 +178,40 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
             " `BUSSTATS_LEASE_SECONDS`",
         ),
     ] = 5.0
+    max_running_jobs: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=64,
+            description="ingest jobs this process runs at once; more wait `queued`, holding"
+            " no date lease",
+        ),
+    ] = 2
+    schedule_at: Annotated[
+        Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")] | None,
+        Meta(
+            description="the time of day (`HH:MM`, UTC) the daily schedule ingests the latest"
+            " day; unset: no schedule unless started with `POST /schedule/start`. Seeds the"
+            " schedule kept in the store only when the store has none (docs/schedule.md)",
+        ),
+    ] = None
+    schedule_lag_days: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=365,
+            description="days between a scheduled run and the day it ingests (1: yesterday)",
+        ),
+    ] = 1
+    schedule_catch_up_days: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=366,
+            description="at start, how many of the latest due days a schedule that missed"
+            " runs (no process was up) catches up on",
+        ),
+    ] = 7
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         Meta(description="Python logging level"),

@@ -54,7 +54,8 @@ sum can wrap, on any route:
 * each delay is within MIN_DELAY..MAX_DELAY, at most 8 h = 2.88e10 microseconds in size;
 * so a city's sum of delays in microseconds is at most 286,331,153 * 2.88e10 = 8.25e18 in
   size, below 2**63 - 1 = 9.22e18: the Int64 sums in ConversionResult, in the summary and in
-  `summary.partials_from_parquet` cannot wrap (the last sums in Int128 and checks anyway).
+  `summary.partials_from_parquet` cannot wrap (the last checks these bounds per group and
+  sums in Int128 when a file from elsewhere breaks them).
   Passengers: at most 286,331,153 * 10,000 = 2.9e12 a city.
 * Countries add cities, any number of them: `stats.country_days` sums in Int128.
 """

@@ -12,26 +12,22 @@ import stamina
 from busstats import logs, metrics
 from busstats.citywork import CityTask, CityTools, run_city
 from busstats.commit import (
-    COMMIT_ATTEMPTS,
     StoredCity,
     begin_date,
+    commit_date,
     drop_placeholder,
-    read_summary,
     summary_rows,
     sweep_date,
-    write_summary,
 )
 from busstats.jobs import CityReport, CityStatus, JobRecord, JobStatus, now
 from busstats.recorder import JobRecorder
 from busstats.reference import City, ReferenceClient, ReferenceError
 from busstats.resources import ProcessResources
-from busstats.store import PreconditionFailed, Store, StoreError
+from busstats.store import PreconditionFailed, Store, store_down
 
 log = logging.getLogger(__name__)
 
 
-def _store_down(exc: Exception) -> bool:
-    return isinstance(exc, StoreError) and not isinstance(exc, PreconditionFailed)
 
 
 class CommitFailed(Exception):
@@ -132,7 +128,7 @@ class Ingest:
             return
         try:
             async for attempt in stamina.retry_context(
-                on=_store_down, attempts=None, timeout=None, wait_initial=0.5, wait_max=10
+                on=store_down, attempts=None, timeout=None, wait_initial=0.5, wait_max=10
             ):
                 with attempt:
                     await self._commit_once()
@@ -144,18 +140,13 @@ class Ingest:
         job = self.job
         listed = [City(c.city_id, c.city_name, c.country) for c in job.cities]
         failures = {c.city_id: c.error or "failed" for c in job.cities if c.error is not None}
-        for _ in range(COMMIT_ATTEMPTS):
-            previous, read = await read_summary(self._store, job.date)
-            unusable = self._still_listed - {c.id for c in listed}
-            rows = summary_rows(
+        unusable = self._still_listed - {c.city_id for c in listed}
+        await commit_date(
+            self._store,
+            job.date,
+            job.job_id,
+            lambda previous: summary_rows(
                 job.date, job.job_id, listed, self._stored, failures, previous, unusable
-            )
-            await self._confirm_lease()
-            try:
-                await write_summary(self._store, job.date, rows, read, job.job_id)
-                return
-            except PreconditionFailed:
-                continue  # the summary changed since we read it: read it again
-        raise PreconditionFailed(
-            f"the date's summary changed under this job {COMMIT_ATTEMPTS} times"
+            ),
+            self._confirm_lease,
         )

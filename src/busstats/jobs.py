@@ -28,6 +28,13 @@ STATUS_ORDER = {JobStatus.QUEUED: 0, JobStatus.RUNNING: 1} | dict.fromkeys(FINAL
 """A job's status only moves forward in this order; a final status never changes."""
 
 
+class JobSource(StrEnum):
+    """Where a job's data came from."""
+
+    UPSTREAM = "upstream"  # fetched from the reference server (POST /process-request)
+    UPLOAD = "upload"  # sent to PUT /raw/{date}/{city_id}
+
+
 class CityStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
@@ -54,24 +61,51 @@ class CityReport(msgspec.Struct, kw_only=True):
         return self.status in {CityStatus.SUCCEEDED, CityStatus.FAILED}
 
 
+class Trigger(StrEnum):
+    """What submitted a job."""
+
+    REQUEST = "request"  # POST /process-request
+    SCHEDULE = "schedule"  # the daily schedule (busstats.schedule)
+
+
 class JobRecord(msgspec.Struct, kw_only=True):
     job_id: str
     date: dt.date
     status: JobStatus
     created_at: dt.datetime
+    trigger: Trigger = Trigger.REQUEST
+    """What submitted the job; records from before this field read as `request`."""
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     error: str | None = None
     """Why the job did not fully succeed; None when it did."""
+    source: JobSource = JobSource.UPSTREAM
+    """Where the data came from; records written before uploads existed decode as upstream."""
     commit_id: str | None = None
     """Set when the job committed the date (its own id); None when it changed nothing."""
     cities: list[CityReport] = msgspec.field(default_factory=list[CityReport])
     rejected_cities: list[RejectedCity] = msgspec.field(default_factory=list[RejectedCity])
     """Entries of upstream's city list that were unusable and skipped; any makes the job partial."""
+    backfill_id: str | None = None
+    """The backfill that created the job (`/backfills/{id}`); None for a single-date request."""
 
     @classmethod
-    def new(cls, day: dt.date) -> JobRecord:
-        return cls(job_id=uuid.uuid4().hex, date=day, status=JobStatus.QUEUED, created_at=now())
+    def new(
+        cls,
+        day: dt.date,
+        source: JobSource = JobSource.UPSTREAM,
+        backfill_id: str | None = None,
+        trigger: Trigger = Trigger.REQUEST,
+    ) -> JobRecord:
+        return cls(
+            job_id=uuid.uuid4().hex,
+            date=day,
+            status=JobStatus.QUEUED,
+            created_at=now(),
+            source=source,
+            backfill_id=backfill_id,
+            trigger=trigger,
+        )
 
     @property
     def finished(self) -> bool:

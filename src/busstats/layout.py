@@ -82,6 +82,19 @@ def job_lease_key(job_id: str) -> str:
     return f"{JOBS}/running/{job_id}"
 
 
+BACKFILLS = "backfills"
+
+
+def backfill_key(backfill_id: str) -> str:
+    """A backfill's record: its range, the jobs it created and its progress."""
+    return f"{BACKFILLS}/{backfill_id}.json"
+
+
+def backfill_lease_key(backfill_id: str) -> str:
+    """The lease of an unfinished backfill (one per backfill, whatever its length)."""
+    return f"{BACKFILLS}/running/{backfill_id}"
+
+
 def date_lease_key(day: dt.date) -> str:
     """Held by the one job that may write and commit a date, across all processes."""
     return f"{LEASES}/date={day.isoformat()}"

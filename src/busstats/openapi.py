@@ -19,9 +19,11 @@ from typing import Any, Literal
 import msgspec
 
 from busstats import exports
+from busstats.backfills import BackfillAccepted, BackfillRecord
 from busstats.jobindex import JobList
 from busstats.jobs import JobRecord, JobStatus
 from busstats.payloads import ErrorBody, Health, JobAccepted, Readiness
+from busstats.schedule import ScheduleView
 from busstats.stats import CountryStats, Source
 
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -56,17 +58,21 @@ class Answer:
     """Response headers worth documenting, with what they say."""
     empty: bool = False
     """No body at all (304)."""
+    other_bodies: tuple[type, ...] = ()
+    """Other JSON bodies the same answer may have (the schema is then a `oneOf`)."""
 
 
 @dataclass(frozen=True)
 class Operation:
-    method: Literal["get", "post"]
+    method: Literal["get", "post", "put", "delete"]
     path: str
     operation_id: str
     summary: str
     description: str
     answers: list[Answer]
     params: list[Param] = field(default_factory=list[Param])
+    request_body: dict[str, Any] | None = None
+    """The JSON Schema of a required JSON request body; None when the route takes none."""
 
 
 STATS_HEADERS = {
@@ -85,11 +91,27 @@ OPERATIONS: list[Operation] = [
         "post",
         "/process-request",
         "processRequest",
-        "Collect one day of bus data",
-        "Queues a job that fetches the day of every city from the reference server and stores"
-        " it; the request returns at once. Follow the job at `status_url`.",
-        [Answer(202, "The job is queued.", JobAccepted), BAD_INPUT, STORE_DOWN],
-        [Param("date", "query", "The day to collect, as YYYY-MM-DD.", DATE_SCHEMA)],
+        "Collect one day, or a range of days, of bus data",
+        "With `date`: queues a job that fetches the day of every city from the reference"
+        " server and stores it; the request returns at once. Follow the job at `status_url`."
+        " With `from` and `to` instead: starts a backfill, a job per date, at most"
+        " BUSSTATS_MAX_RUNNING_JOBS at once (the range is capped by BUSSTATS_MAX_RANGE_DAYS);"
+        " the answer lists the jobs created so far; follow the backfill at `status_url`.",
+        [
+            Answer(
+                202,
+                "The job is queued (`date`), or the backfill started (`from`/`to`).",
+                JobAccepted,
+                other_bodies=(BackfillAccepted,),
+            ),
+            BAD_INPUT,
+            STORE_DOWN,
+        ],
+        [
+            Param("date", "query", "The day to collect, as YYYY-MM-DD.", DATE_SCHEMA, False),
+            Param("from", "query", "First day of a backfill, as YYYY-MM-DD.", DATE_SCHEMA, False),
+            Param("to", "query", "Last day of a backfill (inclusive).", DATE_SCHEMA, False),
+        ],
     ),
     Operation(
         "get",
@@ -135,6 +157,54 @@ OPERATIONS: list[Operation] = [
             STORE_DOWN,
         ],
         [Param("job_id", "path", "The `job_id` that POST /process-request returned.", str)],
+    ),
+    Operation(
+        "delete",
+        "/jobs/{job_id}",
+        "cancelJob",
+        "Cancel an ingest job",
+        "Stops a queued or running job of the process that answers: it ends `failed` with the"
+        " error `cancelled`, and its date keeps its previous commit. Answered once the end is"
+        " recorded. A job another process runs is refused (409, naming that process): send"
+        " the DELETE to it.",
+        [
+            Answer(200, "The job's record, ended.", JobRecord),
+            Answer(404, "No job has this id.", ErrorBody),
+            Answer(409, "The job has ended, or another process runs it.", ErrorBody),
+            STORE_DOWN,
+        ],
+        [Param("job_id", "path", "The job's id.", str)],
+    ),
+    Operation(
+        "get",
+        "/backfills/{backfill_id}",
+        "getBackfill",
+        "A backfill",
+        "Its range, status, the jobs it created, the dates done, failed and left, progress"
+        " counts, and once it ends, `reason`.",
+        [
+            Answer(200, "The backfill record.", BackfillRecord),
+            Answer(404, "No backfill has this id.", ErrorBody),
+            STORE_DOWN,
+        ],
+        [Param("backfill_id", "path", "The `backfill_id` POST /process-request returned.", str)],
+    ),
+    Operation(
+        "delete",
+        "/backfills/{backfill_id}",
+        "cancelBackfill",
+        "Cancel a backfill",
+        "No new job starts; its unfinished jobs end `failed` with the error `cancelled`; it"
+        " ends `cancelled`, with `dates_left` listing what it did not ingest. A backfill"
+        " another process runs is refused (409, naming that process).",
+        [
+            Answer(200, "The backfill record, ended.", BackfillRecord),
+            Answer(202, "Cancelling; its jobs are still stopping.", BackfillRecord),
+            Answer(404, "No backfill has this id.", ErrorBody),
+            Answer(409, "The backfill has ended, or another process runs it.", ErrorBody),
+            STORE_DOWN,
+        ],
+        [Param("backfill_id", "path", "The backfill's id.", str)],
     ),
     Operation(
         "get",
@@ -197,6 +267,109 @@ OPERATIONS: list[Operation] = [
         ],
     ),
     Operation(
+        "put",
+        "/raw/{date}/{city_id}",
+        "uploadRaw",
+        "Upload a city's day",
+        "Stores and converts a city's day sent as upstream would send it (a JSON array of"
+        " rows, optionally with `Content-Encoding: gzip`) exactly as if it had been fetched,"
+        " and commits it into the date: every other city of the date stays as it was. The"
+        " body is checked before anything is recorded; a bad body changes nothing. The city's"
+        " name and country come from the date's summary, else from upstream's city list, else"
+        " from `city_name` and `country` (which must match a known city when given). The"
+        " request returns once the job has ended; see docs/api.md.",
+        [
+            Answer(
+                201,
+                "Stored and committed: the job record (`source` is `upload`).",
+                JobRecord,
+                headers={"Location": "The job's URL, /jobs/{job_id}."},
+            ),
+            Answer(400, "Bad date, city id, parameters, gzip, or an unknown city.", ErrorBody),
+            Answer(413, "The body is larger than BUSSTATS_CITY_MAX_MB once decoded.", ErrorBody),
+            Answer(415, "A Content-Encoding other than gzip.", ErrorBody),
+            Answer(422, "The body is not a JSON array of rows; nothing was stored.", ErrorBody),
+            Answer(
+                503,
+                "The store failed: the upload was not committed (the job, if one was"
+                " recorded, says why and is at Location).",
+                ErrorBody,
+            ),
+        ],
+        [
+            Param("date", "path", "The day the data is of, as YYYY-MM-DD.", DATE_SCHEMA),
+            Param(
+                "city_id",
+                "path",
+                "The city's id.",
+                {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+            ),
+            Param(
+                "city_name",
+                "query",
+                "The city's name, for a city neither the date nor upstream knows.",
+                {"type": "string"},
+                required=False,
+            ),
+            Param(
+                "country",
+                "query",
+                "The city's country, with `city_name`.",
+                {"type": "string"},
+                required=False,
+            ),
+        ],
+        request_body={
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "The rows as upstream sends them (docs/upstream.md).",
+        },
+    ),
+    Operation(
+        "get",
+        "/schedule",
+        "getSchedule",
+        "The daily schedule",
+        "Whether the schedule runs, its time of day (UTC) and lag, the latest day it fired, and"
+        " when it fires next (`next_run_at`) for which day (`next_date`); both null when"
+        " stopped. See docs/schedule.md.",
+        [Answer(200, "The schedule.", ScheduleView), STORE_DOWN],
+    ),
+    Operation(
+        "post",
+        "/schedule/start",
+        "startSchedule",
+        "Start the daily schedule",
+        "From the next set time on, every day ingests the day `lag_days` before it. Days"
+        " already due when it starts are not fired; answers the new schedule.",
+        [Answer(200, "The schedule as started.", ScheduleView), BAD_INPUT, STORE_DOWN],
+        [
+            Param(
+                "at",
+                "query",
+                "Time of day, UTC, as HH:MM or HH:MM:SS; required unless set before"
+                " (BUSSTATS_SCHEDULE_AT or an earlier start).",
+                {"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$"},
+                required=False,
+            ),
+            Param(
+                "lag_days",
+                "query",
+                "Days between a run and the day it ingests (1, yesterday, unless set before).",
+                {"type": "integer", "minimum": 0, "maximum": 365},
+                required=False,
+            ),
+        ],
+    ),
+    Operation(
+        "post",
+        "/schedule/stop",
+        "stopSchedule",
+        "Stop the daily schedule",
+        "No more scheduled runs until started again; jobs already submitted go on.",
+        [Answer(200, "The schedule as stopped.", ScheduleView), BAD_INPUT, STORE_DOWN],
+    ),
+    Operation(
         "get",
         "/health",
         "getHealth",
@@ -231,6 +404,7 @@ def openapi_document(operations: list[Operation] | None = None) -> dict[str, Any
     for op in operations:
         types += [p.schema for p in op.params if isinstance(p.schema, type)]
         types += [a.body for a in op.answers if a.body is not None]
+        types += [other for a in op.answers for other in a.other_bodies]
     types = list(dict.fromkeys(types))
     schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
     schema_of = dict(zip(map(id, types), schemas, strict=True))
@@ -244,6 +418,11 @@ def openapi_document(operations: list[Operation] | None = None) -> dict[str, Any
             "parameters": [_parameter(p, schema_of) for p in op.params],
             "responses": {str(a.status): _response(a, schema_of) for a in op.answers},
         }
+        if op.request_body is not None:
+            paths[op.path][op.method]["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": op.request_body}},
+            }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -279,6 +458,8 @@ def _response(answer: Answer, schema_of: dict[int, Any]) -> dict[str, Any]:
     if answer.empty:
         return described
     schema = {"type": "string"} if answer.body is None else schema_of[id(answer.body)]
+    if answer.other_bodies:
+        schema = {"oneOf": [schema, *(schema_of[id(other)] for other in answer.other_bodies)]}
     content = {answer.media_type: {"schema": schema}}
     for media_type in answer.binary_media_types:
         content[media_type] = {"schema": {"type": "string", "contentMediaType": media_type}}

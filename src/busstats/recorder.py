@@ -9,17 +9,13 @@ from collections.abc import Callable
 import stamina
 
 from busstats.jobs import JobRecord, JobStore
-from busstats.store import PreconditionFailed, StoreError
+from busstats.store import PreconditionFailed, StoreError, store_down
 
 log = logging.getLogger(__name__)
 
 
 class RecordTakenOver(Exception):
     """Another process wrote this job's record: it ended the job after its lease expired."""
-
-
-def _store_down(exc: Exception) -> bool:
-    return isinstance(exc, StoreError) and not isinstance(exc, PreconditionFailed)
 
 
 class JobRecorder:
@@ -88,7 +84,7 @@ class JobRecorder:
         when `give_up_after` is None). False if it could not be saved or was ended elsewhere."""
         try:
             async for attempt in stamina.retry_context(
-                on=_store_down, attempts=None, timeout=give_up_after, wait_initial=0.2, wait_max=10
+                on=store_down, attempts=None, timeout=give_up_after, wait_initial=0.2, wait_max=10
             ):
                 with attempt:
                     await self.save()

@@ -14,14 +14,14 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from busstats import logs, metrics
 from busstats.commit import fence_date, read_summary, sweep_date
 from busstats.config import Settings
 from busstats.ingest import Ingest
-from busstats.jobs import JobRecord, JobStore
+from busstats.jobs import CityReport, JobRecord, JobSource, JobStore, Trigger
 from busstats.layout import date_lease_key, job_lease_key
 from busstats.leases import Lease, LeaseLost, Leases, now, process_owner
 from busstats.recorder import JobRecorder, RecordTakenOver
@@ -29,13 +29,22 @@ from busstats.refclient import reference_client
 from busstats.reference import DateSpelling
 from busstats.resources import ProcessResources
 from busstats.store import PreconditionFailed, Store, StoreError
+from busstats.uploads import ConvertedUpload, UploadJob
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the service stopped before the job finished"
 LEFT_BEHIND = "interrupted: the process running this job stopped renewing its lease (it died)"
 PROGRESS_SAVE_SECONDS = 1.0
+JobWork = Ingest | UploadJob
+"""What a job does under its date's lease: fetch every city, or store an upload."""
 SHUTDOWN_SAVE_SECONDS = 4.0
+CANCELLED = "cancelled"
+
+
+class CannotCancel(Exception):
+    """The job cannot be cancelled by this process: it has ended, or another process runs it
+    (the message says which)."""
 
 
 @dataclass(eq=False)
@@ -76,6 +85,8 @@ class JobRunner:
         """Learned once for the process: later jobs send no wasted `400`s."""
         self._running: dict[str, RunningJob] = {}
         self._date_locks: defaultdict[dt.date, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._job_slots = asyncio.Semaphore(settings.max_running_jobs)
+        """Jobs beyond `max_running_jobs` wait here, `queued`, before taking their date."""
         self._keeper: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -98,20 +109,97 @@ class JobRunner:
             return running.job
         return await self.jobs.load(job_id)
 
-    async def submit(self, day: dt.date) -> JobRecord:
-        """Record a queued job and start it; returns once the record is saved."""
-        job = JobRecord.new(day)
+    async def submit(
+        self, day: dt.date, backfill_id: str | None = None, trigger: Trigger = Trigger.REQUEST
+    ) -> JobRecord:
+        """Record a queued job and start it; returns once the record is saved. It runs when
+        one of the process's `max_running_jobs` slots is free."""
+        job = JobRecord.new(day, backfill_id=backfill_id, trigger=trigger)
         lease = await self.leases.take(job_lease_key(job.job_id), job.job_id)
         if lease is None:  # a fresh random id: only a store gone wrong could do this
             raise StoreError(f"the lease of new job {job.job_id} exists already")
         etag = await self.jobs.create(job)
         recorder = JobRecorder(self.jobs, job, etag, PROGRESS_SAVE_SECONDS)
         running = RunningJob(recorder, lease)
-        running.task = asyncio.create_task(self._run(running), name=f"ingest {day} {job.job_id}")
+        running.task = asyncio.create_task(
+            self._run(running, lambda: self._ingest_work(running)),
+            name=f"ingest {day} {job.job_id}",
+        )
         self._running[job.job_id] = running
         return job
 
-    async def _run(self, running: RunningJob) -> None:
+    async def wait_for_end(self, job_id: str) -> JobRecord | None:
+        """Wait until a job this process runs has ended and recorded its end (or given up
+        recording it), and return its record; for a job this process does not run, its
+        record as stored (None if there is none).
+
+        >>> job = await runner.submit(day)
+        >>> (await runner.wait_for_end(job.job_id)).finished
+        True
+        """
+        running = self._running.get(job_id)
+        if running is None or running.task is None:
+            return await self.jobs.load(job_id)
+        await asyncio.wait({running.task})  # never cancelled along with the job
+        return running.job
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a job this process runs: a queued one never starts, a running one stops
+        its cities; either ends `failed` with the reason "cancelled", and the date keeps its
+        previous commit. Returns the ended record.
+
+        Raises CannotCancel for a job that has ended or that another process runs, and
+        KeyError for no such job."""
+        running = self._running.get(job_id)
+        if running is not None:
+            was_ending = running.finishing
+            running.abort(CANCELLED)
+            ended = await self.wait_for_end(job_id)
+            if ended is not None and not was_ending:
+                return ended
+        job = await self.jobs.load(job_id)  # ended here just now, elsewhere, or not at all
+        if job is None:
+            raise KeyError(job_id)
+        if job.finished:
+            raise CannotCancel(f"job {job_id} has ended ({job.status.value}); nothing to cancel")
+        lease = await self.leases.read(job_lease_key(job_id))
+        holder = "a process that has stopped" if lease is None else lease.body.owner
+        raise CannotCancel(
+            f"job {job_id} is run by another process ({holder}); send the cancel to that"
+            " process, or wait for its lease to expire if it has died"
+        )
+
+    def _ingest_work(self, running: RunningJob) -> Ingest:
+        return Ingest(
+            running.recorder,
+            self._store,
+            self._reference_client(),
+            self.resources,
+            lambda: self._renew(running, "date_lease"),
+        )
+
+    def _upload_work(self, running: RunningJob, upload: ConvertedUpload) -> UploadJob:
+        return UploadJob(
+            running.recorder, self._store, upload, lambda: self._renew(running, "date_lease")
+        )
+
+    async def _run(self, running: RunningJob, work: Callable[[], JobWork]) -> None:
+        """Run the job once one of the process's job slots is free (uploads included)."""
+        try:
+            await self._job_slots.acquire()
+        except asyncio.CancelledError:  # cancelled or interrupted while queued
+            running.job.fail(running.abort_reason or INTERRUPTED)
+            await self._finish(running, swept=False)
+            if running.abort_reason is None:
+                raise
+            return
+        try:
+            await self._run_in_slot(running, work)
+        finally:
+            self._job_slots.release()
+
+    async def _run_in_slot(self, running: RunningJob, work: Callable[[], JobWork]) -> None:
+        """The job's work under its date's lease, and its end, whatever happens."""
         job = running.job
         running.recorder.start(
             lambda why: running.abort(f"stopped: another process ended this job ({why})")
@@ -120,14 +208,7 @@ class JobRunner:
         try:
             async with self._date_locks[job.date]:
                 running.date_lease = await self._take_date_lease(running)
-                ingest = Ingest(
-                    running.recorder,
-                    self._store,
-                    reference_client(self._settings, self.resources.session, self._date_spelling),
-                    self.resources,
-                    lambda: self._renew(running, "date_lease"),
-                )
-                await ingest.run()
+                await work().run()
                 swept = True
         except asyncio.CancelledError:
             job.fail(running.abort_reason or INTERRUPTED)
@@ -143,6 +224,41 @@ class JobRunner:
             job.fail("internal error; see the service log")
         finally:
             await self._finish(running, swept)
+
+    async def run_upload(self, day: dt.date, upload: ConvertedUpload) -> JobRecord:
+        """Record a job for an upload already received and converted, run it like an
+        ingest (job lease, then the date's lease, waiting behind jobs of that date) and
+        return it once its end is recorded. The caller keeps `upload`'s files until then."""
+        job = JobRecord.new(day, JobSource.UPLOAD)
+        result = upload.result
+        job.cities = [
+            CityReport(
+                city_id=upload.city.city_id,
+                city_name=upload.city.city_name,
+                country=upload.city.country,
+                raw_bytes=upload.raw.size,
+                rows=result.rows,
+                invalid_rows=result.invalid_rows,
+                invalid_examples=result.invalid_examples,
+            )
+        ]
+        lease = await self.leases.take(job_lease_key(job.job_id), job.job_id)
+        if lease is None:
+            raise StoreError(f"the lease of new job {job.job_id} exists already")
+        etag = await self.jobs.create(job)
+        recorder = JobRecorder(self.jobs, job, etag, PROGRESS_SAVE_SECONDS)
+        running = RunningJob(recorder, lease)
+        running.task = asyncio.create_task(
+            self._run(running, lambda: self._upload_work(running, upload)),
+            name=f"upload {day} {job.job_id}",
+        )
+        self._running[job.job_id] = running
+        await asyncio.shield(running.task)
+        return job
+
+    def reference_client(self) -> ReferenceClient:
+        """A client of the reference server sharing this process's connections."""
+        return self._reference_client()
 
     async def _finish(self, running: RunningJob, swept: bool) -> None:
         """Record the end (retrying while the store is down), give back the leases."""

@@ -19,7 +19,7 @@ import polars as pl
 from busstats import metrics
 from busstats.layout import SUMMARY, date_of_summary, summary_key
 from busstats.store import ObjectNotFound, Store, StoreError
-from busstats.summary import SUMMARY_SCHEMA, decode_summaries, partials_from_parquet
+from busstats.summary import SUM_COLUMNS, decode_summaries, partials_from_parquet
 
 STORE_CONCURRENCY = 32
 DIRECT_READ_DAYS = 31
@@ -32,6 +32,17 @@ REASONS_SHOWN = 3
 class Source(StrEnum):
     SUMMARY = "summary"
     FULL = "full"
+
+
+INLINE_SUMMARIES = 31
+"""Up to this many summaries are decoded and summed on the event loop (a few milliseconds):
+handing such small work to a thread costs more than the work."""
+_ANSWER_COLUMNS = ("date", "city_id", "city_name", "country", "counted", "missing_reason")
+SUMMARY_COLUMNS = {
+    Source.SUMMARY: (*_ANSWER_COLUMNS, *SUM_COLUMNS, "commit_id"),
+    Source.FULL: (*_ANSWER_COLUMNS, "parquet_key", "commit_id"),
+}
+"""What each route decodes of the summaries: the sums or the file keys, never both."""
 
 
 class CountryDay(msgspec.Struct, frozen=True):
@@ -104,9 +115,12 @@ async def read_country_stats(
     {datetime.date(2024, 5, 1): '20eb2c8e98444ad6895a25c6f998287b'}
     """
     for attempt in range(1, READ_ATTEMPTS + 1):
-        summaries, read = await _summaries(store, start, end)
+        summaries, read = await _summaries(store, start, end, SUMMARY_COLUMNS[source])
         try:
-            rows = await asyncio.to_thread(_country_days, store, summaries, source)
+            if source is Source.SUMMARY and len(read) <= INLINE_SUMMARIES:
+                rows = _country_days(store, summaries, source)
+            else:
+                rows = await asyncio.to_thread(_country_days, store, summaries, source)
             break
         except pl.exceptions.PanicException as exc:
             # Polars panics (a BaseException) when the process is out of file descriptors
@@ -141,15 +155,17 @@ def _country_days(store: Store, summaries: pl.DataFrame, source: Source) -> list
         files = counted.select("parquet_key").collect().to_series().to_list()
         if not files:
             return []
-        partials = partials_from_parquet(store.scan_target(files))
+        partials = partials_from_parquet(store.scan_target(files)).join(
+            counted.select("date", "city_id", "country"), on=["date", "city_id"]
+        )
     else:
         partials = counted
     return country_days(partials, counted)
 
 
 def country_days(partials: pl.LazyFrame, counted: pl.LazyFrame) -> list[CountryDay]:
-    """Partials (sums per date and city or country) summed per date and country; the number
-    of cities comes from the counted summary rows."""
+    """Partials (sums per date and city, with its country) summed per date and country;
+    the number of cities comes from the counted summary rows."""
     cities = counted.group_by("date", "country").agg(cities_counted=pl.len().cast(pl.Int64))
     frame = (
         partials.group_by("date", "country")
@@ -212,9 +228,9 @@ def _incomplete(summaries: pl.DataFrame, uncommitted: set[dt.date]) -> list[Inco
 
 
 async def _summaries(
-    store: Store, start: dt.date, end: dt.date
+    store: Store, start: dt.date, end: dt.date, columns: tuple[str, ...]
 ) -> tuple[pl.DataFrame, set[dt.date]]:
-    """The summaries of the range, and the dates whose summary was read.
+    """The summaries of the range (only `columns`), and the dates whose summary was read.
 
     A short range asks for each date's summary directly (one GET a date, as many requests
     as days); a longer one first lists which dates have one (one LIST per 1,000), so empty
@@ -238,7 +254,6 @@ async def _summaries(
 
     blobs = await asyncio.gather(*(fetch(day) for day in days))
     found = {day: blob for day, blob in zip(days, blobs, strict=True) if blob is not None}
-    if not found:
-        return pl.DataFrame(schema=SUMMARY_SCHEMA), set()
-    frame = await asyncio.to_thread(decode_summaries, list(found.values()))
-    return frame, set(found)
+    if len(found) <= INLINE_SUMMARIES:
+        return decode_summaries(list(found.values()), columns), set(found)
+    return await asyncio.to_thread(decode_summaries, list(found.values()), columns), set(found)

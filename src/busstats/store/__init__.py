@@ -10,6 +10,7 @@ from busstats.store.base import (
     Store,
     StoreError,
     Versioned,
+    store_down,
 )
 from busstats.store.local import LocalStore
 from busstats.store.s3 import S3Store
@@ -24,6 +25,7 @@ __all__ = [
     "StoreError",
     "Versioned",
     "open_store",
+    "store_down",
 ]
 
 

@@ -19,6 +19,11 @@ class PreconditionFailed(StoreError):
     """A conditional write lost: the object already exists, or changed since it was read."""
 
 
+def store_down(exc: Exception) -> bool:
+    """Whether to try again: the store failed, rather than refusing a conditional write."""
+    return isinstance(exc, StoreError) and not isinstance(exc, PreconditionFailed)
+
+
 @dataclass(frozen=True, slots=True)
 class ScanTarget:
     """What Polars needs to read a list of objects: their locations and how to reach them."""

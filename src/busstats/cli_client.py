@@ -1,0 +1,247 @@
+"""The client commands `ingest`, `stats`, `jobs` and `upload`: each talks to a running service
+over HTTP and returns the exit code a script can rely on (see `EXIT_CODES`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rich.console import Console
+
+from busstats.cli_render import Column, LiveProgress, PlainProgress, job_line, print_table
+from busstats.client import Accepted, Client, JobView, ServiceError, Unreachable, wait_for
+
+OK = 0
+JOB_NOT_SUCCEEDED = 1
+USAGE = 2
+SERVICE_ERROR = 3
+UNREACHABLE = 4
+INTERRUPTED = 130  # Ctrl-C, as shells report it; queued jobs go on running
+
+EXIT_CODES = f"""exit codes:
+  {OK}  done (with --wait: every job succeeded)
+  {JOB_NOT_SUCCEEDED}  a job ended partial or failed
+  {USAGE}  usage error (bad arguments)
+  {SERVICE_ERROR}  the service answered an error (4xx/5xx); its reason is printed
+  {UNREACHABLE}  the service could not be reached"""
+
+MAX_INGEST_DAYS = 366
+"""The most dates one `busstats ingest --to` queues, so that a typo in a year cannot queue
+thousands of jobs."""
+
+
+class UsageError(Exception):
+    """Arguments that argparse accepts but that make no sense together."""
+
+
+def run(command: Callable[[Client, argparse.Namespace], Awaitable[int]], args: Any) -> int:
+    """Run a client command against `args.url`; service errors become exit codes."""
+
+    async def main() -> int:
+        async with Client(args.url) as client:
+            return await command(client, args)
+
+    try:
+        return asyncio.run(main())
+    except UsageError as exc:
+        print(f"busstats: error: {exc}", file=sys.stderr)
+        return USAGE
+    except ServiceError as exc:
+        print(f"busstats: the service answered {exc.status}: {exc.message}", file=sys.stderr)
+        return SERVICE_ERROR
+    except Unreachable as exc:
+        print(f"busstats: cannot reach the service: {exc}", file=sys.stderr)
+        return UNREACHABLE
+    except KeyboardInterrupt:
+        return INTERRUPTED
+
+
+def _days(start: str, end: str) -> list[str]:
+    try:
+        first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    except ValueError as exc:
+        raise UsageError(f"--to needs dates as YYYY-MM-DD: {exc}") from None
+    if first > last:
+        raise UsageError(f"{start} is after {end}")
+    count = (last - first).days + 1
+    if count > MAX_INGEST_DAYS:
+        raise UsageError(f"{count} days asked; at most {MAX_INGEST_DAYS} at once")
+    return [(first + dt.timedelta(days=n)).isoformat() for n in range(count)]
+
+
+async def submit_range(client: Client, start: str, end: str | None) -> list[Accepted]:
+    """Queue one job per date from `start` to `end` (inclusive; `None`: `start` alone).
+
+    The one place that knows how a range is asked for: one `POST /process-request?date=` per
+    date, in order.
+
+    >>> async def june(client: Client) -> list[str]:  # doctest: +SKIP
+    ...     return [job.job_id for job in await submit_range(client, "2024-06-01", "2024-06-30")]
+    """
+    days = [start] if end is None else _days(start, end)
+    return [await client.submit(day) for day in days]
+
+
+async def ingest(client: Client, args: argparse.Namespace) -> int:
+    accepted = await submit_range(client, args.date, args.to)
+    if not args.wait:
+        for job in accepted:
+            print(f"{job.date} {job.job_id} {job.status}")
+        return OK
+    console = Console()
+    job_ids = [job.job_id for job in accepted]
+    views: list[JobView] = []
+    if console.is_terminal:
+        with LiveProgress(console) as progress:
+            async for views in wait_for(client, job_ids, args.interval):
+                progress.update(views)
+        for view in views:
+            print(job_line(view))
+    else:
+        plain = PlainProgress(sys.stdout)
+        async for views in wait_for(client, job_ids, args.interval):
+            plain.update(views)
+    return OK if all(view.status == "succeeded" for view in views) else JOB_NOT_SUCCEEDED
+
+
+STATS_COLUMNS = [
+    Column("date"),
+    Column("country"),
+    Column("buses", "right"),
+    Column("passengers", "right"),
+    Column("accident"),
+    Column("avg delay min", "right"),
+    Column("cities", "right"),
+]
+
+
+class _StatsRow(msgspec.Struct):
+    country: str
+    date: str
+    buses_started: int
+    total_passengers: int
+    accident: bool
+    average_delay_minutes: float | None
+    cities_counted: int
+
+
+class _Incomplete(msgspec.Struct):
+    date: str
+    reason: str
+    cities_listed: int | None = None
+    cities_counted: int | None = None
+
+
+class _Stats(msgspec.Struct):
+    stats: list[_StatsRow]
+    dates_without_data: list[str] = msgspec.field(default_factory=list[str])
+    incomplete_dates: list[_Incomplete] = msgspec.field(default_factory=list[_Incomplete])
+
+
+async def stats(client: Client, args: argparse.Namespace) -> int:
+    binary = args.format == "parquet"
+    if binary and args.output is None and sys.stdout.isatty():
+        raise UsageError("parquet is binary: give --output FILE or redirect stdout")
+    fmt = "json" if args.format == "table" else args.format
+    answer = await client.country_stats(args.start, args.end, fmt)
+    if args.format != "table":
+        if answer.incomplete_dates and args.format != "json":
+            print(
+                f"busstats: warning: {answer.incomplete_dates} incomplete date(s) in the range;"
+                " --format json or table says which",
+                file=sys.stderr,
+            )
+        _write(answer.body, args.output)
+        return OK
+    _show_stats(msgspec.json.decode(answer.body, type=_Stats), args.output)
+    return OK
+
+
+def _show_stats(answer: _Stats, output: str | None) -> None:
+    """The table, and on stderr which dates are incomplete or have no data."""
+    for gap in answer.incomplete_dates:
+        print(f"busstats: warning: {gap.date} is incomplete: {gap.reason}", file=sys.stderr)
+    rows = [
+        [
+            row.date,
+            row.country,
+            f"{row.buses_started:,}",
+            f"{row.total_passengers:,}",
+            "yes" if row.accident else "no",
+            f"{row.average_delay_minutes:.2f}" if row.average_delay_minutes is not None else "",
+            str(row.cities_counted),
+        ]
+        for row in answer.stats
+    ]
+    if output is None:
+        print_table(Console(), STATS_COLUMNS, rows)
+    else:
+        with Path(output).open("w") as file:
+            print_table(Console(file=file), STATS_COLUMNS, rows)
+    if answer.dates_without_data:
+        shown = ", ".join(answer.dates_without_data[:10])
+        more = " ..." if len(answer.dates_without_data) > 10 else ""
+        print(
+            f"busstats: no data for {len(answer.dates_without_data)} date(s): {shown}{more}",
+            file=sys.stderr,
+        )
+
+
+def _write(body: bytes, output: str | None) -> None:
+    """The bytes as the service sent them, to the file or to stdout."""
+    if output is None:
+        sys.stdout.buffer.write(body)
+        sys.stdout.buffer.flush()
+    else:
+        Path(output).write_bytes(body)
+
+
+JOB_COLUMNS = [Column("created_at"), Column("date"), Column("status"), Column("job_id")]
+
+
+async def jobs(client: Client, args: argparse.Namespace) -> int:
+    filters = {
+        name: value
+        for name, value in [("date", args.date), ("status", args.status)]
+        if value is not None
+    }
+    rows = [
+        [listing.created_at, listing.date, listing.status, listing.job_id]
+        async for listing in client.jobs(filters, args.limit, args.page_size)
+    ]
+    print_table(Console(), JOB_COLUMNS, rows)
+    return OK
+
+
+def _existing_file(name: str) -> Path:
+    path = Path(name)
+    if not path.is_file():
+        raise UsageError(f"{name} is not a file")
+    return path
+
+
+class _Uploaded(msgspec.Struct):
+    status: str
+
+
+async def upload(client: Client, args: argparse.Namespace) -> int:
+    file = _existing_file(args.file)
+    params = {
+        name: value
+        for name, value in [("city_name", args.city_name), ("country", args.country)]
+        if value is not None
+    }
+    body = await client.upload(args.date, args.city_id, file, params)
+    try:
+        status = msgspec.json.decode(body, type=_Uploaded).status
+    except msgspec.DecodeError:  # not a job record: shown as sent
+        print(body.decode(errors="replace"))
+        return OK
+    print(msgspec.json.format(body, indent=2).decode())
+    return JOB_NOT_SUCCEEDED if status in ("partial", "failed") else OK

@@ -1,0 +1,232 @@
+"""The busstats HTTP API seen from a client: the calls the `busstats` client commands make.
+
+Every call raises `ServiceError` when the service answers an error (its `{"error": ...}`
+sentence) and `Unreachable` when no answer comes at all, so a command maps each to its own
+exit code. Records are decoded into small structs holding only what a client shows; fields the
+service adds later are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import msgspec
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+URL_VARIABLE = "BUSSTATS_URL"
+"""Environment variable naming the service, read when `--url` is not given."""
+
+FINAL_STATUSES = frozenset({"succeeded", "partial", "failed"})
+JOBS_PAGE_LIMIT = 1000
+"""The most jobs the service returns in one page of `GET /jobs`."""
+
+
+def default_url() -> str:
+    """`$BUSSTATS_URL`, else the local service (`DEFAULT_URL`)."""
+    return os.environ.get(URL_VARIABLE) or DEFAULT_URL
+
+
+class ServiceError(Exception):
+    """The service answered with an error status; `message` is its `error` sentence."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class Unreachable(Exception):
+    """No answer from the service: refused, reset, unknown host or timed out."""
+
+
+class Accepted(msgspec.Struct, kw_only=True):
+    """The answer to `POST /process-request`."""
+
+    job_id: str
+    date: str
+    status: str
+    status_url: str
+
+
+class CityView(msgspec.Struct, kw_only=True):
+    city_id: int
+    city_name: str
+    country: str
+    status: str
+    rows: int = 0
+    invalid_rows: int = 0
+    error: str | None = None
+    duration_seconds: float | None = None
+
+
+class JobView(msgspec.Struct, kw_only=True):
+    """A job record from `GET /jobs/{id}`, as much of it as a client shows."""
+
+    job_id: str
+    date: str
+    status: str
+    created_at: str
+    error: str | None = None
+    cities: list[CityView] = msgspec.field(default_factory=list[CityView])
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class JobListing(msgspec.Struct, kw_only=True):
+    """One entry of `GET /jobs`."""
+
+    job_id: str
+    date: str
+    status: str
+    created_at: str
+
+
+class _JobsPage(msgspec.Struct):
+    jobs: list[JobListing]
+    next: str | None = None
+
+
+class StatsAnswer(msgspec.Struct, kw_only=True):
+    """The bytes of a `GET /country-stats` answer as sent, with what its headers say."""
+
+    body: bytes
+    content_type: str
+    incomplete_dates: int
+
+
+class _ErrorBody(msgspec.Struct):
+    error: str
+
+
+class Client:
+    """A session with one busstats service.
+
+    >>> async def first_job(url: str) -> str:  # doctest: +SKIP
+    ...     async with Client(url) as client:
+    ...         accepted = await client.submit("2024-05-01")
+    ...         return (await client.job(accepted.job_id)).status
+    """
+
+    def __init__(self, url: str, connect_timeout: float = 10, read_timeout: float = 300) -> None:
+        self.url = url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        data: Any = None,
+        expect: tuple[int, ...] = (200,),
+    ) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of a successful answer; raises for anything else."""
+        assert self._session is not None, "use Client in `async with`"
+        try:
+            async with self._session.request(
+                method, f"{self.url}{path}", params=params, data=data
+            ) as response:
+                body = await response.read()
+                headers = {key.lower(): value for key, value in response.headers.items()}
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise Unreachable(f"{self.url}: {exc or type(exc).__name__}") from None
+        except aiohttp.InvalidURL as exc:
+            raise Unreachable(f"not a URL: {exc}") from None
+        if response.status not in expect:
+            raise ServiceError(response.status, _error_message(body, response.reason))
+        return body, headers
+
+    async def submit(self, day: str) -> Accepted:
+        """Queue the ingest of one date (`POST /process-request`)."""
+        body, _ = await self._call("POST", "/process-request", {"date": day}, expect=(202,))
+        return msgspec.json.decode(body, type=Accepted)
+
+    async def job(self, job_id: str) -> JobView:
+        """The job's record now (`GET /jobs/{id}`)."""
+        body, _ = await self._call("GET", f"/jobs/{job_id}")
+        return msgspec.json.decode(body, type=JobView)
+
+    async def jobs(
+        self, filters: dict[str, str], limit: int, page_size: int = JOBS_PAGE_LIMIT
+    ) -> AsyncIterator[JobListing]:
+        """Up to `limit` jobs, newest first, following `next` across pages of `page_size`."""
+        params: dict[str, str] | None = {**filters, "limit": str(min(limit, page_size))}
+        path = "/jobs"
+        left = limit
+        while left > 0:
+            body, _ = await self._call("GET", path, params)
+            page = msgspec.json.decode(body, type=_JobsPage)
+            for listing in page.jobs[:left]:
+                yield listing
+            left -= len(page.jobs)
+            if page.next is None:
+                return
+            path, params = page.next, None  # `next` carries the filters and the cursor
+
+    async def country_stats(self, start: str, end: str, fmt: str) -> StatsAnswer:
+        """`GET /country-stats` in `fmt` (json, csv, parquet or arrow), bytes as sent."""
+        params = {"from": start, "to": end, "format": fmt}
+        body, headers = await self._call("GET", "/country-stats", params)
+        try:
+            incomplete = int(headers.get("busstats-incomplete-dates", "0"))
+        except ValueError:
+            incomplete = 0
+        return StatsAnswer(
+            body=body, content_type=headers.get("content-type", ""), incomplete_dates=incomplete
+        )
+
+    async def upload(self, day: str, city_id: str, file: Path, params: dict[str, str]) -> bytes:
+        """`PUT /raw/{date}/{city_id}` with the file's bytes streamed as the body; the job
+        record the service answers (JSON, as sent)."""
+        with file.open("rb") as stream:  # aiohttp sends an open file in chunks
+            body, _ = await self._call(
+                "PUT", f"/raw/{day}/{city_id}", params or None, data=stream, expect=(200, 201)
+            )
+        return body
+
+
+def _error_message(body: bytes, reason: str | None) -> str:
+    try:
+        return msgspec.json.decode(body, type=_ErrorBody).error
+    except msgspec.DecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return text[:300] or (reason or "no reason given")
+
+
+async def wait_for(
+    client: Client, job_ids: list[str], interval: float = 0.5
+) -> AsyncIterator[list[JobView]]:
+    """Every job's record, polled each `interval` seconds until all have finished; yields the
+    list after each round (the last one has every job finished)."""
+    views: dict[str, JobView] = {}
+    while True:
+        pending = [job_id for job_id in job_ids if not (job_id in views and views[job_id].finished)]
+        for view in await asyncio.gather(*(client.job(job_id) for job_id in pending)):
+            views[view.job_id] = view
+        yield [views[job_id] for job_id in job_ids]
+        if all(view.finished for view in views.values()):
+            return
+        await asyncio.sleep(interval)

@@ -1,0 +1,289 @@
+"""The client commands (`busstats ingest/stats/jobs`) as a user runs them: a separate process
+talking over HTTP to a live service (the simulator and the API on loopback ports), judged by
+what it prints and by its exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import pty
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import polars as pl
+import pytest
+
+from busstats.refsim import Fault, SimulatorConfig
+from busstats.store import LocalStore
+from harness.servers import api_server, free_port, settings_for, simulator
+from tests.clirun import busstats
+from tests.flows import country_stats, ingest
+
+FAST = SimulatorConfig(rows=(5, 10), max_latency=0.05)
+SPREAD = SimulatorConfig(rows=(5, 10), max_latency=1.5)
+"""Cities that finish over a second and a half: seen part done over several polls."""
+CITIES = 30
+"""Cities the simulator lists."""
+
+
+@contextlib.asynccontextmanager
+async def service(tmp_path: Path, config: SimulatorConfig = FAST) -> AsyncIterator[str]:
+    """Simulator + API on a local store; yields the API's URL."""
+    store = LocalStore(tmp_path / "store")
+    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as api:
+        yield api
+
+
+async def test_ingest_range_waits_then_stats_and_jobs_show_it(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with service(tmp_path, SPREAD) as api:
+        run = await busstats("ingest", "2024-05-01", "--to", "2024-05-02", "--wait", url=api)
+        assert run.code == 0, run
+        finished = re.findall(
+            r"^(2024-05-0\d) job (\w{32}): succeeded, 30/30 cities", run.out, re.M
+        )
+        assert [day for day, _ in finished] == ["2024-05-01", "2024-05-02"], run
+        # not a terminal: one line per city that finished, never repeated, though cities
+        # finish over several polls
+        city_lines = [line for line in run.out.splitlines() if " city " in line]
+        assert len(city_lines) == 2 * CITIES == len(set(city_lines)), run
+        assert all(
+            re.search(r": succeeded, \d+ rows, 0 invalid, [\d.]+ s$", line) for line in city_lines
+        )
+        assert "\x1b[" not in run.out  # no terminal control codes in a pipe
+
+        answer = await country_stats(http, api, "2024-05-01", "2024-05-03")
+        table = await busstats("stats", "2024-05-01", "2024-05-03", url=api)
+        assert table.code == 0, table
+        lines = table.out.splitlines()
+        assert lines[0].split() == [
+            "date", "country", "buses", "passengers", "accident", "avg", "delay", "min", "cities"
+        ]  # fmt: skip
+        assert len(lines) == 1 + len(answer["stats"])
+        for line, row in zip(lines[1:], answer["stats"], strict=True):
+            assert line.startswith(f"{row['date']}  {row['country']} ")
+            numbers = line[len(row["date"]) + 2 + len(row["country"]) :].split()
+            assert numbers == [
+                f"{row['buses_started']:,}",
+                f"{row['total_passengers']:,}",
+                "yes" if row["accident"] else "no",
+                f"{row['average_delay_minutes']:.2f}",
+                str(row["cities_counted"]),
+            ]
+        assert "no data for 1 date(s): 2024-05-03" in table.err
+        saved = await busstats(
+            "stats", "2024-05-01", "2024-05-03", "--output", str(tmp_path / "t.txt"), url=api
+        )
+        assert saved.code == 0, saved
+        assert (saved.out, (tmp_path / "t.txt").read_text()) == ("", table.out)
+
+        jobs = await busstats("jobs", url=api)
+        assert jobs.code == 0, jobs
+        listed = [line.split() for line in jobs.out.splitlines()[1:]]
+        assert [(day, status, job) for _, day, status, job in listed] == [
+            (day, "succeeded", job) for day, job in reversed(finished)
+        ]
+        one = await busstats("jobs", "--date", "2024-05-01", "--status", "succeeded", url=api)
+        assert [line.split()[-1] for line in one.out.splitlines()[1:]] == [finished[0][1]]
+        none = await busstats("jobs", "--status", "failed", url=api)
+        assert none.code == 0
+        assert none.out.splitlines() == ["created_at  date  status  job_id"]
+
+
+async def test_stats_formats_are_the_bytes_the_service_sends(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with service(tmp_path) as api:
+        await ingest(http, api, "2024-05-01")
+        query = {"from": "2024-05-01", "to": "2024-05-02"}
+        for fmt in ["csv", "json", "parquet"]:
+            async with http.get(f"{api}/country-stats", params={**query, "format": fmt}) as sent:
+                expected = await sent.read()
+            piped = await busstats("stats", *query.values(), "--format", fmt, url=api)
+            assert piped.code == 0, piped
+            assert piped.raw == expected
+            output = tmp_path / f"stats.{fmt}"
+            saved = await busstats(
+                "stats", *query.values(), "--format", fmt, "--output", str(output), url=api
+            )
+            assert saved.code == 0, saved
+            assert saved.out == ""
+            assert output.read_bytes() == expected
+        assert pl.read_parquet(io.BytesIO(expected)).height == 5
+
+
+async def test_jobs_follows_next_up_to_the_limit(tmp_path: Path) -> None:
+    async with service(tmp_path) as api:
+        queued = await busstats("ingest", "2024-05-01", "--to", "2024-05-07", url=api)
+        assert queued.code == 0, queued
+        ids = [line.split()[1] for line in queued.out.splitlines()]
+        assert len(ids) == 7
+        listed = await busstats("jobs", "--limit", "5", "--page-size", "2", url=api)
+        assert listed.code == 0, listed
+        assert [line.split()[-1] for line in listed.out.splitlines()[1:]] == ids[::-1][:5]
+        everything = await busstats("jobs", "--limit", "50", "--page-size", "3", url=api)
+        assert [line.split()[-1] for line in everything.out.splitlines()[1:]] == ids[::-1]
+
+
+async def test_ingest_without_wait_prints_the_queued_jobs(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with service(tmp_path) as api:
+        run = await busstats("ingest", "2024-05-01", url=api)
+        assert run.code == 0, run
+        day, job_id, status = run.out.split()
+        assert (day, status) == ("2024-05-01", "queued")
+        async with http.get(f"{api}/jobs/{job_id}") as response:
+            assert response.status == 200
+            assert (await response.json())["date"] == "2024-05-01"
+
+
+@pytest.mark.parametrize(
+    ("faults", "status", "stored"),
+    [
+        pytest.param({3: Fault.NOT_FOUND}, "partial", CITIES - 1, id="partial"),
+        pytest.param(dict.fromkeys(range(CITIES), Fault.NOT_FOUND), "failed", 0, id="failed"),
+    ],
+)
+async def test_a_job_not_succeeded_exits_1_and_says_why(
+    tmp_path: Path, faults: dict[int, Fault], status: str, stored: int
+) -> None:
+    config = SimulatorConfig(rows=(5, 10), max_latency=0.05, faults=faults)
+    async with service(tmp_path, config) as api:
+        run = await busstats("ingest", "2024-05-01", "--wait", url=api)
+        assert run.code == 1, run
+        assert re.search(
+            rf"^2024-05-01 job \w{{32}}: {status}, {stored}/{CITIES} cities stored: .+",
+            run.out,
+            re.M,
+        ), run
+        failed = [
+            line for line in run.out.splitlines() if re.search(r" city \d+ .*: failed: ", line)
+        ]
+        assert len(failed) == CITIES - stored, run
+        assert "city 3 " in "".join(failed)
+        assert "404" in "".join(failed)
+
+
+async def test_service_errors_exit_3_with_the_services_reason(tmp_path: Path) -> None:
+    async with service(tmp_path) as api:
+        bad_date = await busstats("ingest", "2024-13-01", url=api)
+        assert bad_date.code == 3, bad_date
+        assert "400" in bad_date.err
+        assert "must be a real date as YYYY-MM-DD, got '2024-13-01'" in bad_date.err
+        assert bad_date.out == ""
+
+        backwards = await busstats("stats", "2024-05-02", "2024-05-01", url=api)
+        assert backwards.code == 3, backwards
+        assert "after" in backwards.err
+
+        unknown_job_date = await busstats("jobs", "--date", "May 1st", url=api)
+        assert unknown_job_date.code == 3, unknown_job_date
+
+        not_busstats = await busstats("jobs", url=f"{api}/nowhere")
+        assert not_busstats.code == 3, not_busstats
+        assert "404" in not_busstats.err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ingest", "2024-05-01"],
+        ["ingest", "2024-05-01", "--wait"],
+        ["stats", "2024-05-01", "2024-05-01"],
+        ["jobs"],
+    ],
+)
+async def test_an_unreachable_service_exits_4(command: list[str]) -> None:
+    run = await busstats(*command, "--url", f"http://127.0.0.1:{free_port()}")
+    assert run.code == 4, run
+    assert "cannot reach the service" in run.err
+    assert "Traceback" not in run.err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ingest"],
+        ["ingest", "2024-05-02", "--to", "2024-05-01"],
+        ["ingest", "2024-05-01", "--to", "2026-01-01"],
+        ["ingest", "2024-05-01", "--to", "soon"],
+        ["stats", "2024-05-01"],
+        ["stats", "2024-05-01", "2024-05-01", "--format", "xml"],
+        ["jobs", "--limit", "0"],
+        ["jobs", "--status", "done"],
+    ],
+)
+async def test_usage_errors_exit_2_before_any_request(command: list[str]) -> None:
+    # nothing listens at the URL: a request would exit 4
+    run = await busstats(*command, "--url", f"http://127.0.0.1:{free_port()}")
+    assert run.code == 2, run
+    assert "error" in run.err
+
+
+async def terminal_run(*args: str, limit_seconds: float = 60) -> tuple[int, str]:
+    """`busstats ARGS...` with stdout and stderr a terminal (a pty), as a person runs it."""
+    controller, worker = pty.openpty()
+    env = {**os.environ, "COLUMNS": "160", "LINES": "60", "TERM": "xterm-256color"}
+    for name in ("NO_COLOR", "TTY_COMPATIBLE", "FORCE_COLOR", "BUSSTATS_URL"):
+        env.pop(name, None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "busstats.cli", *args,
+        env=env, stdin=subprocess.DEVNULL, stdout=worker, stderr=worker,
+    )  # fmt: skip
+    os.close(worker)
+    loop = asyncio.get_running_loop()
+    chunks: list[bytes] = []
+
+    def read_all() -> None:  # until the process closes its end of the terminal
+        with contextlib.suppress(OSError):
+            while chunk := os.read(controller, 65536):
+                chunks.append(chunk)
+
+    try:
+        async with asyncio.timeout(limit_seconds):
+            await asyncio.gather(loop.run_in_executor(None, read_all), process.wait())
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(controller)
+    assert process.returncode is not None
+    return process.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def without_controls(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+async def test_on_a_terminal_progress_is_live_and_tables_are_drawn(tmp_path: Path) -> None:
+    config = SimulatorConfig(rows=(5, 10), max_latency=0.05, faults={3: Fault.NOT_FOUND})
+    async with service(tmp_path, config) as api:
+        code, shown = await terminal_run("ingest", "2024-05-01", "--wait", "--url", api)
+        assert code == 1, shown
+        assert "\x1b[" in shown  # drawn and redrawn with terminal controls
+        text = without_controls(shown)
+        assert re.search(r"2024-05-01 +\w{32} +partial +━+ +30/30 cities", text), text
+        assert re.search(r"│ 2024-05-01 │ +3 │ .+ │ failed +│", text), text
+        assert re.search(r"│ 2024-05-01 │ +0 │ .+ │ succeeded │", text), text
+        assert re.search(r"^2024-05-01 job \w{32}: partial, 29/30 cities stored", text, re.M)
+
+        code, shown = await terminal_run("stats", "2024-05-01", "2024-05-01", "--url", api)
+        assert code == 0, shown
+        text = without_controls(shown)
+        assert "┃ date       ┃ country" in text
+        assert "2024-05-01 is incomplete: 1 of 30 cities" in text
+
+        # Parquet's bytes would garble a terminal: asked for, it is a usage error
+        code, shown = await terminal_run(
+            "stats", "2024-05-01", "2024-05-01", "--format", "parquet", "--url", api
+        )
+        assert code == 2, shown
+        assert "parquet is binary" in shown
