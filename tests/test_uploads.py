@@ -19,7 +19,8 @@ import polars as pl
 import pytest
 from multidict import CIMultiDictProxy
 
-from busstats.commit import ListedCity, StoredCity, read_summary, upload_rows
+from busstats.cities import City
+from busstats.commit import StoredCity, read_summary, upload_rows
 from busstats.refsim import SimulatorConfig
 from busstats.store import LocalStore, Store
 from busstats.summary import SUMMARY_SCHEMA
@@ -343,7 +344,7 @@ def test_an_upload_commit_keeps_every_other_row_as_it_was() -> None:
         ],
         schema=SUMMARY_SCHEMA,
     )
-    new = StoredCity(ListedCity(3, "c3", "X"), "raw/new", "parquet/new", 4, 7, 8, True)
+    new = StoredCity(City(3, "c3", "X"), "raw/new", "parquet/new", 4, 7, 8, True)
 
     rows = upload_rows(DATE, previous, new, "f" * 32)
 

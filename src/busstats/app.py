@@ -115,7 +115,16 @@ async def put_raw(request: Request) -> Response:
                     request.headers.get("content-encoding"),
                     request.headers.get("content-length"),
                 )
-            result = await convert_upload(runner.resources, city, day, raw_path, parquet_path, raw)
+            result = await convert_upload(
+                runner.resources,
+                runner.executor.conversions,
+                request.app.state.store.part_size,
+                city,
+                day,
+                raw_path,
+                parquet_path,
+                raw,
+            )
             upload = ConvertedUpload(city, raw_path, parquet_path, raw, result)
             job = await runner.run_upload(day, upload)
     except UploadRefused as exc:

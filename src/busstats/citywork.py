@@ -10,7 +10,7 @@ job's record and commits.
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -20,7 +20,8 @@ import msgspec
 
 from busstats.cities import City
 from busstats.commit import StoredCity
-from busstats.convert import SLICE_BYTES, InvalidRow, UnusableResponse, convert_file
+from busstats.conversions import Conversions
+from busstats.convert import SLICE_BYTES, InvalidRow, UnusableResponse
 from busstats.jobs import CityStatus
 from busstats.layout import parquet_key, raw_key
 from busstats.reference import ReferenceClient, ReferenceError
@@ -70,6 +71,11 @@ class CityTools:
     client: ReferenceClient
     store: Store
     resources: ProcessResources
+    convert: Conversions
+
+    def with_conversions(self, convert: Conversions) -> CityTools:
+        """The same tools, converting elsewhere."""
+        return dataclasses.replace(self, convert=convert)
 
 
 async def run_city(task: CityTask, tools: CityTools) -> CityOutcome:
@@ -104,9 +110,7 @@ async def _store_city(task: CityTask, tools: CityTools, outcome: CityOutcome) ->
         outcome.raw_bytes = download.size
         provenance = {"job_id": run_id, "raw_sha256": download.sha256}
         async with resources.budget.reserve(memory_needed(download.size, store.part_size)):
-            result = await asyncio.to_thread(
-                convert_file, raw_path, parquet_path, city, day, provenance=provenance
-            )
+            result = await tools.convert(raw_path, parquet_path, city, day, provenance)
             # The run's own keys: nothing a reader uses is overwritten; the commit decides.
             await store.put_file(raw_key(day, city.id, run_id), raw_path)
             await store.put_file(parquet_key(day, city.id, run_id), parquet_path)

@@ -98,20 +98,20 @@ def upload_rows(
     """The date's new summary after an upload of one city: every other city's row of
     `previous` exactly as it was (counted or not), and this city's row replaced or added.
 
-    >>> city = ListedCity(7, "Ghent", "BE")
+    >>> city = City(7, "Ghent", "BE")
     >>> new = StoredCity(city, "raw/k", "parquet/k", 3, 40, 60_000_000, False)
     >>> empty = pl.DataFrame(schema=SUMMARY_SCHEMA)
     >>> upload_rows(dt.date(2024, 5, 1), empty, new, "f" * 32)["buses"].to_list()
     [3]
     """
     city = stored.city
-    others = previous.filter(pl.col("city_id") != city.city_id).drop("commit_id")
+    others = previous.filter(pl.col("city_id") != city.id).drop("commit_id")
     row = pl.DataFrame(
         [
             {
                 "date": day,
-                "city_id": city.city_id,
-                "city_name": city.city_name,
+                "city_id": city.id,
+                "city_name": city.name,
                 "country": city.country,
                 "buses": stored.buses,
                 "passengers": stored.passengers,

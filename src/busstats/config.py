@@ -187,6 +187,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
             " no date lease",
         ),
     ] = 2
+    executor: Annotated[
+        Literal["local", "threads", "dask"],
+        Meta(
+            description="where city work runs: `local` worker processes (conversions never hold"
+            " up the API), `threads` of the API process, or a `dask` cluster"
+            " (`BUSSTATS_DASK_SCHEDULER`); docs/executors.md"
+        ),
+    ] = "local"
+    worker_processes: Annotated[
+        int | None,
+        Meta(
+            ge=1,
+            le=256,
+            description="conversion processes of the `local` executor; unset: one per CPU",
+        ),
+    ] = None
+    dask_scheduler: Annotated[
+        Annotated[str, Meta(pattern=r"^(tcp|tls)://[^/]+$")] | None,
+        Meta(
+            description="the Dask scheduler (`tcp://host:port`) of the `dask` executor; its"
+            " workers read credentials from their own environment"
+        ),
+    ] = None
     schedule_at: Annotated[
         Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")] | None,
         Meta(
@@ -263,6 +286,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
             raise ConfigError(
                 f"{env_name('lease_renew_seconds')}={settings.lease_renew_seconds:g}: must be at"
                 f" most half of {env_name('lease_seconds')} ({settings.lease_seconds:g})"
+            )
+        if (settings.executor == "dask") != (settings.dask_scheduler is not None):
+            raise ConfigError(
+                f"{env_name('executor')}={settings.executor!r} and"
+                f" {env_name('dask_scheduler')}={settings.dask_scheduler!r}: the dask executor"
+                " needs a scheduler, and a scheduler is used only by the dask executor"
             )
         if settings.s3_bucket is not None and len(settings.s3_bucket) < 3:
             raise ConfigError(

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import stamina
 
 from busstats import logs, metrics
-from busstats.citywork import CityTask, CityTools, run_city
+from busstats.citywork import CityTask
 from busstats.commit import (
     StoredCity,
     begin_date,
@@ -19,6 +19,7 @@ from busstats.commit import (
     summary_rows,
     sweep_date,
 )
+from busstats.executors import Executor
 from busstats.jobs import CityReport, CityStatus, JobRecord, JobStatus, now
 from busstats.recorder import JobRecorder
 from busstats.reference import City, ReferenceClient, ReferenceError
@@ -26,8 +27,6 @@ from busstats.resources import ProcessResources
 from busstats.store import PreconditionFailed, Store, store_down
 
 log = logging.getLogger(__name__)
-
-
 
 
 class CommitFailed(Exception):
@@ -44,6 +43,7 @@ class Ingest:
         store: Store,
         client: ReferenceClient,
         resources: ProcessResources,
+        executor: Executor,
         confirm_lease: Callable[[], Awaitable[None]],
     ) -> None:
         self.job: JobRecord = recorder.job
@@ -51,7 +51,7 @@ class Ingest:
         self._store = store
         self._client = client
         self._resources = resources
-        self._tools = CityTools(client, store, resources)
+        self._executor = executor
         self._confirm_lease = confirm_lease
         self._stored: dict[int, StoredCity] = {}
         self._still_listed: set[int] = set()
@@ -106,7 +106,7 @@ class Ingest:
             report.status = CityStatus.RUNNING
             self._recorder.changed()
             task = CityTask(self.job.date, self.job.job_id, city)
-            outcome = await run_city(task, self._tools)
+            outcome = await self._executor.run_city(task)
             if outcome.stored is not None:
                 self._stored[city.id] = outcome.stored
             report.status = outcome.status
@@ -140,7 +140,7 @@ class Ingest:
         job = self.job
         listed = [City(c.city_id, c.city_name, c.country) for c in job.cities]
         failures = {c.city_id: c.error or "failed" for c in job.cities if c.error is not None}
-        unusable = self._still_listed - {c.city_id for c in listed}
+        unusable = self._still_listed - {c.id for c in listed}
         await commit_date(
             self._store,
             job.date,

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from busstats import logs, metrics
 from busstats.commit import fence_date, read_summary, sweep_date
 from busstats.config import Settings
+from busstats.executors import Executor, executor_for
 from busstats.ingest import Ingest
 from busstats.jobs import CityReport, JobRecord, JobSource, JobStore, Trigger
 from busstats.layout import date_lease_key, job_lease_key
 from busstats.leases import Lease, LeaseLost, Leases, now, process_owner
 from busstats.recorder import JobRecorder, RecordTakenOver
 from busstats.refclient import reference_client
-from busstats.reference import DateSpelling
+from busstats.reference import DateSpelling, ReferenceClient
 from busstats.resources import ProcessResources
 from busstats.store import PreconditionFailed, Store, StoreError
 from busstats.uploads import ConvertedUpload, UploadJob
@@ -88,11 +89,16 @@ class JobRunner:
         self._job_slots = asyncio.Semaphore(settings.max_running_jobs)
         """Jobs beyond `max_running_jobs` wait here, `queued`, before taking their date."""
         self._keeper: asyncio.Task[None] | None = None
+        self._opened: tuple[ReferenceClient, Executor] | None = None
+        """The reference client and the executor, made by `start()` on the open resources."""
         self._closing = False
 
     async def start(self) -> None:
         """Open shared resources, end jobs dead processes left, and start renewing leases."""
         await self.resources.open()
+        client = reference_client(self._settings, self.resources.session, self._date_spelling)
+        executor = executor_for(self._settings, client, self._store, self.resources)
+        self._opened = client, executor
         try:
             await self._store.remove_leftovers()
             await self.recover()
@@ -173,8 +179,9 @@ class JobRunner:
         return Ingest(
             running.recorder,
             self._store,
-            self._reference_client(),
+            self.reference_client(),
             self.resources,
+            self.executor,
             lambda: self._renew(running, "date_lease"),
         )
 
@@ -233,8 +240,8 @@ class JobRunner:
         result = upload.result
         job.cities = [
             CityReport(
-                city_id=upload.city.city_id,
-                city_name=upload.city.city_name,
+                city_id=upload.city.id,
+                city_name=upload.city.name,
                 country=upload.city.country,
                 raw_bytes=upload.raw.size,
                 rows=result.rows,
@@ -258,7 +265,14 @@ class JobRunner:
 
     def reference_client(self) -> ReferenceClient:
         """A client of the reference server sharing this process's connections."""
-        return self._reference_client()
+        assert self._opened is not None, "start() first"
+        return self._opened[0]
+
+    @property
+    def executor(self) -> Executor:
+        """Where this process's city work runs (`BUSSTATS_EXECUTOR`)."""
+        assert self._opened is not None, "start() first"
+        return self._opened[1]
 
     async def _finish(self, running: RunningJob, swept: bool) -> None:
         """Record the end (retrying while the store is down), give back the leases."""
@@ -425,4 +439,6 @@ class JobRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._opened is not None:
+            await self._opened[1].close()
         await self.resources.close()

@@ -9,7 +9,6 @@ summary that keeps every other city's row as it was (`busstats.commit.upload_row
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import logging
@@ -24,6 +23,7 @@ import stamina
 
 from busstats import logs, metrics
 from busstats.cities import MAX_CITY_ID, City
+from busstats.citywork import memory_needed
 from busstats.commit import (
     StoredCity,
     begin_date,
@@ -33,8 +33,8 @@ from busstats.commit import (
     sweep_date,
     upload_rows,
 )
-from busstats.convert import ConversionResult, UnusableResponse, convert_file
-from busstats.citywork import memory_needed
+from busstats.conversions import ConversionLost, Conversions
+from busstats.convert import ConversionResult, UnusableResponse
 from busstats.jobs import CityStatus, JobRecord, JobStatus, now
 from busstats.layout import parquet_key, raw_key
 from busstats.recorder import JobRecorder
@@ -201,6 +201,8 @@ async def _known_city(
 
 async def convert_upload(
     resources: ProcessResources,
+    conversions: Conversions,
+    part_size: int,
     city: City,
     day: dt.date,
     raw_path: Path,
@@ -208,10 +210,13 @@ async def convert_upload(
     raw: Download,
 ) -> ConversionResult:
     """Convert a received upload as a fetched city is converted (a city slot, the memory
-    budget, a thread); UploadRefused(422) when it is not a JSON array of rows."""
+    budget, the executor's conversions); UploadRefused(422) when it is not a JSON array of
+    rows."""
     async with resources.city_slots, resources.budget.reserve(memory_needed(raw.size, part_size)):
         try:
-            return await asyncio.to_thread(convert_file, raw_path, parquet_path, city, day)
+            return await conversions(raw_path, parquet_path, city, day)
+        except ConversionLost as exc:
+            raise UploadRefused(503, f"{exc}; send the upload again") from None
         except UnusableResponse as exc:
             raise UploadRefused(422, f"the upload is unusable: {exc}") from None
 

@@ -1,0 +1,171 @@
+"""Where a city's JSON is converted to Parquet: in a thread, or in worker processes.
+
+Decoding JSON holds the GIL (msgspec decodes a whole slice at once), so a conversion in a
+thread of the API process makes every request wait behind it. `ProcessConversions` runs
+`convert.convert_file` in a pool of worker processes instead: both files stay on this
+machine's disk, only their paths and the small result cross the process boundary, and the
+event loop only waits.
+
+The pool's processes come from a `forkserver` (the API process has threads, which `fork`
+must not copy) that imports the converter once, so a new worker starts in milliseconds.
+A worker watches its parent and exits when it is gone, also after a `kill -9` of the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Protocol
+
+from busstats.cities import City
+from busstats.convert import ConversionResult, UnusableResponse, convert_file
+
+log = logging.getLogger(__name__)
+
+PARENT_CHECK_SECONDS = 0.5
+
+
+class ConversionLost(UnusableResponse):
+    """The worker process converting the city died (killed, out of memory); the city fails
+    with this reason and the next conversion gets a fresh pool."""
+
+
+class Conversions(Protocol):
+    """Runs `convert_file` somewhere; the call returns when the Parquet file is written."""
+
+    async def __call__(
+        self,
+        raw_path: Path,
+        parquet_path: Path,
+        city: City,
+        day: dt.date,
+        provenance: dict[str, str] | None = None,
+    ) -> ConversionResult: ...
+
+    async def close(self) -> None: ...
+
+
+class ThreadConversions:
+    """Conversions in a thread of this process: no start-up cost, but each one holds the GIL
+    while it decodes. The `threads` executor and Dask workers use it."""
+
+    async def __call__(
+        self,
+        raw_path: Path,
+        parquet_path: Path,
+        city: City,
+        day: dt.date,
+        provenance: dict[str, str] | None = None,
+    ) -> ConversionResult:
+        return await asyncio.to_thread(
+            convert_file, raw_path, parquet_path, city, day, provenance=provenance
+        )
+
+    async def close(self) -> None:
+        return None
+
+
+class ProcessConversions:
+    """Conversions in up to `processes` worker processes, started on first use.
+
+    Example:
+        >>> conversions = ProcessConversions(processes=2)
+        >>> result = await conversions(raw, parquet, City(4, "Mostar", "BA"), day)  # doctest: +SKIP
+        >>> await conversions.close()  # doctest: +SKIP
+    """
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    async def __call__(
+        self,
+        raw_path: Path,
+        parquet_path: Path,
+        city: City,
+        day: dt.date,
+        provenance: dict[str, str] | None = None,
+    ) -> ConversionResult:
+        pool = self._open_pool()
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                pool, _convert, raw_path, parquet_path, city, day, provenance
+            )
+        except BrokenProcessPool as exc:
+            if self._pool is pool:
+                self._pool = None  # every conversion after this one gets a fresh pool
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise ConversionLost(f"the process converting the city died ({exc})") from None
+
+    def _open_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["busstats.convert"])
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                self.processes,
+                mp_context=context,
+                initializer=_watch_parent,
+                initargs=(os.getpid(),),
+            )
+        return self._pool
+
+    async def close(self) -> None:
+        """Stop the workers now, also in the middle of a conversion (a stopping service
+        does not wait for a large city)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        workers = list(pool._processes.values())  # pyright: ignore[reportPrivateUsage]
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:  # Python 3.14 has pool.terminate_workers() for this
+            worker.terminate()
+        await asyncio.to_thread(_join, workers)
+
+
+def _convert(
+    raw_path: Path,
+    parquet_path: Path,
+    city: City,
+    day: dt.date,
+    provenance: dict[str, str] | None,
+) -> ConversionResult:
+    return convert_file(raw_path, parquet_path, city, day, provenance=provenance)
+
+
+def _join(workers: Sequence[BaseProcess]) -> None:
+    for worker in workers:
+        worker.join(timeout=5)
+
+
+def _watch_parent(coordinator_pid: int) -> None:
+    """Exit this worker once the process that started the pool is gone. The worker's own
+    parent is the forkserver, which exits when the coordinator does: either change ends it."""
+    forkserver_pid = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == forkserver_pid and _alive(coordinator_pid):
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,155 @@
+"""Executors: where the coordinator's city work runs (`BUSSTATS_EXECUTOR`).
+
+The coordinator (the job runner) holds the date's lease, hands each city to its executor as a
+`CityTask`, collects the `CityOutcome`s and commits. An executor only runs `run_city`:
+
+- `threads`: in the API process; conversions in threads (they hold the GIL while decoding).
+- `local` (default): downloads and uploads stay on the API's event loop (they only wait), the
+  conversion of every city runs in a pool of worker processes on this machine. The process's
+  city slots and bytes budget are taken before a city is handed over, so they hold for the
+  whole machine.
+- `dask`: the whole of `run_city` runs on a Dask cluster's workers (`busstats.dask_worker`);
+  a worker lost mid-task is Dask's to retry elsewhere, and a city it gives up on fails with
+  the reason. Uploads received by this process still convert in local worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from busstats.citywork import CityOutcome, CityTask, CityTools, run_city
+from busstats.config import Settings
+from busstats.conversions import Conversions, ProcessConversions, ThreadConversions
+from busstats.dask_worker import for_workers, run_city_on_worker
+from busstats.jobs import CityStatus
+from busstats.reference import ReferenceClient
+from busstats.resources import ProcessResources
+from busstats.store import Store
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+log = logging.getLogger(__name__)
+
+DASK_CONNECT_SECONDS = 10.0
+
+
+class Executor(Protocol):
+    conversions: Conversions
+    """Where this process converts files it holds itself (uploads)."""
+
+    async def run_city(self, task: CityTask) -> CityOutcome:
+        """Do one city's work; its failure is in the outcome, never raised."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class InProcessExecutor:
+    """City work on this process's event loop, converting with `tools.convert` (threads or
+    worker processes)."""
+
+    def __init__(self, tools: CityTools) -> None:
+        self._tools = tools
+        self.conversions = tools.convert
+
+    async def run_city(self, task: CityTask) -> CityOutcome:
+        return await run_city(task, self._tools)
+
+    async def close(self) -> None:
+        await self.conversions.close()
+
+
+class DaskExecutor:
+    """City work on the Dask cluster at `settings.dask_scheduler`, connected on first use.
+
+    Each task carries the settings the workers need (the store, the reference server, the
+    limits) without secrets: workers take credentials and machine limits from their own
+    environment (`busstats.dask_worker`).
+    """
+
+    def __init__(self, settings: Settings, conversions: Conversions) -> None:
+        assert settings.dask_scheduler is not None
+        self._address = settings.dask_scheduler
+        self._worker_settings = for_workers(settings)
+        self.conversions = conversions
+        self._client: Client | None = None
+        self._connecting = asyncio.Lock()
+
+    async def run_city(self, task: CityTask) -> CityOutcome:
+        from distributed import KilledWorker
+
+        try:
+            client = await self._connect()
+        except (OSError, TimeoutError) as exc:
+            return _failed(f"the Dask scheduler at {self._address} is unreachable: {exc}")
+        future = client.submit(  # pyright: ignore[reportUnknownMemberType]
+            run_city_on_worker, task, self._worker_settings, pure=False
+        )
+        try:
+            outcome = cast(CityOutcome, await future)
+        except asyncio.CancelledError:
+            await _cancel(future)
+            raise
+        except KilledWorker as exc:
+            return _failed(f"the Dask workers running the city died, retries exhausted: {exc}")
+        except Exception as exc:  # the cluster's failure must fail one city, not the job
+            log.warning("city %s of job %s failed on Dask: %r", task.city.id, task.run_id, exc)
+            return _failed(f"the Dask cluster could not run the city: {exc!r}")
+        return outcome
+
+    async def _connect(self) -> Client:
+        from distributed import Client
+
+        async with self._connecting:
+            if self._client is None:
+                self._client = await Client(  # pyright: ignore[reportUnknownMemberType]
+                    self._address, asynchronous=True, timeout=DASK_CONNECT_SECONDS
+                )
+            return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await _maybe_await(self._client.close())  # pyright: ignore[reportUnknownMemberType]
+            self._client = None
+        await self.conversions.close()
+
+
+def local_conversions(settings: Settings) -> Conversions:
+    """Process conversions sized by `BUSSTATS_WORKER_PROCESSES` (unset: one per CPU)."""
+    return ProcessConversions(settings.worker_processes or os.cpu_count() or 1)
+
+
+def executor_for(
+    settings: Settings, client: ReferenceClient, store: Store, resources: ProcessResources
+) -> Executor:
+    """The executor `settings.executor` names, for this process's open tools.
+
+    >>> settings = Settings(executor="threads")
+    >>> executor = executor_for(settings, client, store, resources)  # doctest: +SKIP
+    >>> outcome = await executor.run_city(task)  # doctest: +SKIP
+    """
+    if settings.executor == "threads":
+        return InProcessExecutor(CityTools(client, store, resources, ThreadConversions()))
+    if settings.executor == "local":
+        return InProcessExecutor(CityTools(client, store, resources, local_conversions(settings)))
+    return DaskExecutor(settings, local_conversions(settings))
+
+
+async def _cancel(future: Any) -> None:
+    """Cancel a Dask future; with an asynchronous client, `cancel()` returns an awaitable."""
+    await _maybe_await(future.cancel())
+
+
+async def _maybe_await(result: object) -> None:
+    """Dask's client methods return an awaitable when the client is asynchronous."""
+    if inspect.isawaitable(result):
+        await result
+
+
+def _failed(reason: str) -> CityOutcome:
+    return CityOutcome(status=CityStatus.FAILED, error=reason)
