@@ -196,10 +196,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
         ),
     ] = "local"
     worker_processes: Annotated[
-        int | None,
+        Annotated[int, Meta(ge=1, le=256)] | None,
         Meta(
-            ge=1,
-            le=256,
             description="conversion processes of the `local` executor; unset: one per CPU",
         ),
     ] = None

@@ -33,11 +33,14 @@ from busstats.convert import ConversionResult, UnusableResponse, convert_file
 log = logging.getLogger(__name__)
 
 PARENT_CHECK_SECONDS = 0.5
+CONVERSION_ATTEMPTS = 2
+"""A worker that dies breaks the whole pool, failing every conversion waiting in it: each is
+tried once more in a fresh pool. A city that kills its worker twice (out of memory) fails."""
 
 
 class ConversionLost(UnusableResponse):
-    """The worker process converting the city died (killed, out of memory); the city fails
-    with this reason and the next conversion gets a fresh pool."""
+    """The worker process converting the city died on every try (killed, out of memory);
+    the city fails with this reason."""
 
 
 class Conversions(Protocol):
@@ -87,6 +90,9 @@ class ProcessConversions:
     def __init__(self, processes: int) -> None:
         self.processes = processes
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._slots = asyncio.Semaphore(processes)
+        """Conversions wait here rather than in the pool's queue: a worker's death fails
+        every conversion in the pool, and should fail only those that were running."""
 
     async def __call__(
         self,
@@ -96,17 +102,23 @@ class ProcessConversions:
         day: dt.date,
         provenance: dict[str, str] | None = None,
     ) -> ConversionResult:
-        pool = self._open_pool()
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(
-                pool, _convert, raw_path, parquet_path, city, day, provenance
-            )
-        except BrokenProcessPool as exc:
-            if self._pool is pool:
-                self._pool = None  # every conversion after this one gets a fresh pool
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise ConversionLost(f"the process converting the city died ({exc})") from None
+        for attempt in range(CONVERSION_ATTEMPTS):
+            try:
+                async with self._slots:
+                    pool = self._open_pool()
+                    return await asyncio.get_running_loop().run_in_executor(
+                        pool, _convert, raw_path, parquet_path, city, day, provenance
+                    )
+            except BrokenProcessPool as exc:
+                if self._pool is pool:
+                    self._pool = None  # every conversion after this one gets a fresh pool
+                    pool.shutdown(wait=False, cancel_futures=True)
+                if attempt + 1 == CONVERSION_ATTEMPTS:
+                    raise ConversionLost(
+                        f"the process converting the city died, {CONVERSION_ATTEMPTS} times ({exc})"
+                    ) from None
+                log.warning("a conversion process died; converting %s again", raw_path.name)
+        raise AssertionError("unreachable")
 
     def _open_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
