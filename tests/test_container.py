@@ -45,10 +45,12 @@ def compose_binary() -> str:
     return found
 
 
-def compose_config() -> dict[str, Any]:
-    """compose.yaml as Compose itself resolves it (anchors merged, defaults filled in)."""
+def compose_config(*profiles: str) -> dict[str, Any]:
+    """compose.yaml as Compose itself resolves it (anchors merged, defaults filled in), with
+    the services of these profiles besides the default ones."""
+    chosen = [word for profile in profiles for word in ("--profile", profile)]
     done = subprocess.run(
-        [compose_binary(), "-f", str(ROOT / "compose.yaml"), "config", "--format", "json"],
+        [compose_binary(), "-f", str(ROOT / "compose.yaml"), *chosen, "config", "--format", "json"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -207,6 +209,50 @@ def test_compose_wires_s3_simulator_and_api_together() -> None:
     # The bucket maker reads the API's own store settings.
     for name in ("BUSSTATS_STORE", "BUSSTATS_S3_ENDPOINT_URL"):
         assert services["make-bucket"]["environment"][name] == env[name]
+
+
+def healthcheck_port(service: dict[str, Any]) -> int:
+    """The loopback port a service's health check asks (`http://127.0.0.1:<port>/...`)."""
+    (port,) = re.findall(r"http://127\.0\.0\.1:(\d+)/", " ".join(service["healthcheck"]["test"]))
+    return int(port)
+
+
+def test_the_scale_profile_adds_a_dask_cluster_and_an_api_that_uses_it() -> None:
+    plain = compose_config()["services"]
+    services = compose_config("scale")["services"]
+    added = set(services) - set(plain)
+    assert added == {"dask-scheduler", "dask-worker", "api-dask"}
+    for name in added:
+        assert services[name]["profiles"] == ["scale"], name
+        assert services[name]["image"] == services["api"]["image"], "one image for every part"
+    api, api_dask = services["api"], services["api-dask"]
+
+    scheduler = services["dask-scheduler"]
+    assert scheduler["command"][:2] == ["dask", "scheduler"]
+    scheduler_address = f"tcp://dask-scheduler:{option(scheduler['command'], '--port')}"
+    dashboard = option(scheduler["command"], "--dashboard-address")
+    assert dashboard == f":{healthcheck_port(scheduler)}", "the check must ask the dashboard"
+
+    # Two workers of the same image, each with exactly the store and reference settings the
+    # API has: city work reads and writes the same bucket, and tasks carry no credentials.
+    worker = services["dask-worker"]
+    assert worker["command"][:3] == ["dask", "worker", scheduler_address]
+    assert worker["deploy"]["replicas"] == 2
+    assert worker["environment"] == api["environment"]
+    assert option(worker["command"], "--dashboard-address") == f":{healthcheck_port(worker)}"
+    assert worker["depends_on"]["dask-scheduler"]["condition"] == "service_healthy"
+
+    # The API of the profile: the same settings, plus the Dask executor on that scheduler.
+    assert api_dask["environment"] == {
+        **api["environment"],
+        "BUSSTATS_EXECUTOR": "dask",
+        "BUSSTATS_DASK_SCHEDULER": scheduler_address,
+    }
+    assert api_dask["depends_on"]["dask-worker"]["condition"] == "service_healthy"
+    assert api_dask["healthcheck"] == api["healthcheck"]
+    assert api_dask["ports"][0]["target"] == api["ports"][0]["target"]
+    assert api_dask["ports"][0]["published"] != api["ports"][0]["published"]
+    assert api_dask["ports"][0]["host_ip"] == "127.0.0.1"
 
 
 async def test_the_compose_stack_on_loopback_passes_the_ci_smoke_test(
