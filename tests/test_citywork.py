@@ -15,6 +15,7 @@ from busstats import citywork
 from busstats.cities import City
 from busstats.citywork import CityOutcome, CityTask, CityTools, run_city
 from busstats.config import Settings
+from busstats.conversions import ThreadConversions
 from busstats.jobs import CityStatus
 from busstats.layout import parquet_key, raw_key
 from busstats.refclient import reference_client
@@ -49,7 +50,7 @@ async def test_a_city_is_stored_under_the_run_keys_and_a_broken_one_is_reported(
         client = reference_client(
             settings, resources.session, DateSpelling(settings.reference_date_param)
         )
-        tools = CityTools(client, store, resources)
+        tools = CityTools(client, store, resources, ThreadConversions())
         good = await run_city(_task(GOOD.id, GOOD.name, GOOD.country), tools)
         broken = await run_city(_task(BROKEN.id, BROKEN.name, BROKEN.country), tools)
     assert good.status == CityStatus.SUCCEEDED

@@ -52,7 +52,7 @@ def dask_scheduler() -> Iterator[str]:
         threads_per_worker=WORKER_SLOTS,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=None,  # pyright: ignore[reportArgumentType] - None: no dashboard
         env={"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET},
     )
     try:

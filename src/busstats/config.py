@@ -129,8 +129,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
         Meta(
             ge=64,
             le=1024 * 1024,
-            description="MiB that cities being converted and uploaded may hold at once;"
-            " a city reserves about six times one 16 MiB slice of its JSON",
+            description="MiB that cities being converted and uploaded may hold at once, over"
+            " the whole process and its conversion processes; a large city reserves about"
+            " 96 MiB (twenty 4 MiB slices of its JSON being decoded, one upload part)",
         ),
     ] = 256
     max_range_days: Annotated[

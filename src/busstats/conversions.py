@@ -102,23 +102,28 @@ class ProcessConversions:
         day: dt.date,
         provenance: dict[str, str] | None = None,
     ) -> ConversionResult:
-        for attempt in range(CONVERSION_ATTEMPTS):
-            try:
-                async with self._slots:
-                    pool = self._open_pool()
+        for attempt in range(1, CONVERSION_ATTEMPTS + 1):
+            async with self._slots:
+                pool = self._open_pool()
+                try:
                     return await asyncio.get_running_loop().run_in_executor(
                         pool, _convert, raw_path, parquet_path, city, day, provenance
                     )
-            except BrokenProcessPool as exc:
-                if self._pool is pool:
-                    self._pool = None  # every conversion after this one gets a fresh pool
-                    pool.shutdown(wait=False, cancel_futures=True)
-                if attempt + 1 == CONVERSION_ATTEMPTS:
-                    raise ConversionLost(
-                        f"the process converting the city died, {CONVERSION_ATTEMPTS} times ({exc})"
-                    ) from None
-                log.warning("a conversion process died; converting %s again", raw_path.name)
+                except BrokenProcessPool as exc:
+                    self._discard(pool)
+                    if attempt == CONVERSION_ATTEMPTS:
+                        raise ConversionLost(
+                            f"the process converting the city died, {attempt} times ({exc})"
+                        ) from None
+            log.warning("a conversion process died; converting %s again", raw_path.name)
         raise AssertionError("unreachable")
+
+    def _discard(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
+        """Drop a broken pool (once, whoever sees it first): the next conversion opens a
+        fresh one."""
+        if self._pool is pool:
+            self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _open_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
