@@ -10,6 +10,7 @@ import io
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -50,6 +51,21 @@ async def test_ingest_range_waits_then_stats_and_jobs_show_it(
             r"^(2024-05-0\d) job (\w{32}): succeeded, 30/30 cities", run.out, re.M
         )
         assert [day for day, _ in finished] == ["2024-05-01", "2024-05-02"], run
+        # the range is one backfill, followed to its end, which lists each date's job
+        backfill_ids = set(
+            re.findall(r"^backfill (\w{32}) 2024-05-01\.\.2024-05-02: ", run.out, re.M)
+        )
+        assert len(backfill_ids) == 1, run
+        assert list((tmp_path / "store" / "backfills").glob("*.json")) == [
+            tmp_path / "store" / "backfills" / f"{next(iter(backfill_ids))}.json"
+        ]
+        assert run.out.splitlines()[-1].startswith(
+            f"backfill {next(iter(backfill_ids))} 2024-05-01..2024-05-02: succeeded,"
+            " 2/2 dates ingested, 0 failed, 0 in progress, 0 left"
+        ), run
+        async with http.get(f"{api}/backfills/{next(iter(backfill_ids))}") as response:
+            record = await response.json()
+        assert [(job["date"], job["job_id"]) for job in record["jobs"]] == finished
         # not a terminal: one line per city that finished, never repeated, though cities
         # finish over several polls
         city_lines = [line for line in run.out.splitlines() if " city " in line]
@@ -121,9 +137,9 @@ async def test_stats_formats_are_the_bytes_the_service_sends(
 
 async def test_jobs_follows_next_up_to_the_limit(tmp_path: Path) -> None:
     async with service(tmp_path) as api:
-        queued = await busstats("ingest", "2024-05-01", "--to", "2024-05-07", url=api)
+        queued = await busstats("ingest", "2024-05-01", "--to", "2024-05-07", "--wait", url=api)
         assert queued.code == 0, queued
-        ids = [line.split()[1] for line in queued.out.splitlines()]
+        ids = re.findall(r"^2024-05-0\d job (\w{32}): succeeded", queued.out, re.M)
         assert len(ids) == 7
         listed = await busstats("jobs", "--limit", "5", "--page-size", "2", url=api)
         assert listed.code == 0, listed
@@ -143,6 +159,95 @@ async def test_ingest_without_wait_prints_the_queued_jobs(
         async with http.get(f"{api}/jobs/{job_id}") as response:
             assert response.status == 200
             assert (await response.json())["date"] == "2024-05-01"
+
+
+async def test_a_range_without_wait_prints_its_backfill_and_first_jobs(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with service(tmp_path) as api:
+        run = await busstats("ingest", "2024-05-01", "--to", "2024-05-05", url=api)
+        assert run.code == 0, run
+        first, *jobs = run.out.splitlines()
+        found = re.fullmatch(r"backfill (\w{32}) 2024-05-01\.\.2024-05-05: running", first)
+        assert found, run
+        async with http.get(f"{api}/backfills/{found[1]}") as response:
+            assert response.status == 200
+            record = await response.json()
+        # the service creates the jobs a few at a time (BUSSTATS_MAX_RUNNING_JOBS, 2 here)
+        assert [line.split()[:2] for line in jobs] == [
+            [job["date"], job["job_id"]] for job in record["jobs"][: len(jobs)]
+        ]
+        assert [line.split()[0] for line in jobs] == ["2024-05-01", "2024-05-02"]
+
+
+@pytest.mark.parametrize(
+    ("faults", "status", "stored", "backfill"),
+    [
+        pytest.param({3: Fault.NOT_FOUND}, "partial", CITIES - 1, "partial", id="partial"),
+        pytest.param(
+            dict.fromkeys(range(CITIES), Fault.NOT_FOUND), "failed", 0, "failed", id="failed"
+        ),
+    ],
+)
+async def test_a_range_with_dates_not_succeeded_exits_1_and_says_why(
+    tmp_path: Path, faults: dict[int, Fault], status: str, stored: int, backfill: str
+) -> None:
+    config = SimulatorConfig(rows=(5, 10), max_latency=0.05, faults=faults)
+    async with service(tmp_path, config) as api:
+        run = await busstats("ingest", "2024-05-01", "--to", "2024-05-03", "--wait", url=api)
+        assert run.code == 1, run
+        ended = re.findall(
+            rf"^(2024-05-0\d) job \w{{32}}: {status}, {stored}/{CITIES} cities stored: .+",
+            run.out,
+            re.M,
+        )
+        assert ended == ["2024-05-01", "2024-05-02", "2024-05-03"], run
+        done = 0 if backfill == "failed" else 3
+        assert re.search(
+            rf"^backfill \w{{32}} 2024-05-01\.\.2024-05-03: {backfill},"
+            rf" {done}/3 dates ingested, {3 - done} failed, 0 in progress, 0 left: .+",
+            run.out.splitlines()[-1],
+        ), run
+
+
+async def test_ctrl_c_while_following_a_range_says_how_to_cancel_it(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    slow = SimulatorConfig(rows=(5, 10), min_latency=30, max_latency=40)
+    async with service(tmp_path, slow) as api:
+        env = {**os.environ, "NO_COLOR": "1", "BUSSTATS_URL": api}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "busstats.cli", "ingest", "2024-05-01", "--to", "2024-05-04",
+            "--wait", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stdout is not None
+        try:
+            async with asyncio.timeout(30):
+                line = ""
+                while not line.startswith("backfill "):  # once it follows the backfill
+                    line = (await process.stdout.readline()).decode()
+                backfill_id = line.split()[1]
+                process.send_signal(signal.SIGINT)
+                _, err = await process.communicate()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.returncode == 130, err
+        said = err.decode()
+        assert f"backfill {backfill_id} goes on running on the service" in said
+        assert f"busstats cancel {backfill_id} --url {api}" in said
+        assert "Traceback" not in said
+
+        cancelled = await busstats("cancel", backfill_id, url=api)
+        assert cancelled.code == 0, cancelled
+        answer = cancelled.out
+        assert answer.startswith(f"backfill {backfill_id}: cancelled: 0 of 4 dates"), cancelled
+        async with http.get(f"{api}/backfills/{backfill_id}") as response:
+            assert (await response.json())["status"] == "cancelled"
+        again = await busstats("cancel", backfill_id, url=api)
+        assert again.code == 3, again
+        assert "409" in again.err
 
 
 @pytest.mark.parametrize(
@@ -274,6 +379,15 @@ async def test_on_a_terminal_progress_is_live_and_tables_are_drawn(tmp_path: Pat
         assert re.search(r"│ 2024-05-01 │ +3 │ .+ │ failed +│", text), text
         assert re.search(r"│ 2024-05-01 │ +0 │ .+ │ succeeded │", text), text
         assert re.search(r"^2024-05-01 job \w{32}: partial, 29/30 cities stored", text, re.M)
+
+        code, shown = await terminal_run(
+            "ingest", "2024-05-02", "--to", "2024-05-03", "--wait", "--url", api
+        )
+        assert code == 1, shown
+        text = without_controls(shown)
+        assert re.search(r"backfill \w{32} +2024-05-02\.\.2024-05-03 +partial +━+ +2/2 dates", text)
+        assert re.search(r"^2024-05-03 job \w{32}: partial, 29/30 cities stored", text, re.M)
+        assert re.search(r"^backfill \w{32} 2024-05-02\.\.2024-05-03: partial, ", text, re.M)
 
         code, shown = await terminal_run("stats", "2024-05-01", "2024-05-01", "--url", api)
         assert code == 0, shown
