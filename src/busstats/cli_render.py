@@ -102,14 +102,14 @@ def backfill_line(backfill: BackfillView) -> str:
     'backfill 5c0e 2024-05-01..2024-05-07: running'
     """
     line = f"backfill {backfill.backfill_id} {backfill.first}..{backfill.last}: {backfill.status}"
+    if backfill.finished and backfill.reason:  # the reason has the counts
+        return f"{line}: {backfill.reason}"
     if backfill.progress is not None:
         counts = backfill.progress
         line += (
             f", {counts.done}/{counts.total} dates ingested, {counts.failed} failed,"
             f" {counts.in_progress} in progress, {counts.left} left"
         )
-    if backfill.reason:
-        line += f": {backfill.reason}"
     return line
 
 
