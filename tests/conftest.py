@@ -107,3 +107,8 @@ async def local_api(local_store: LocalStore, start_api: StartApi) -> AsyncIterat
     """The API over `local_store` and `simulator`; its base URL."""
     async with start_api(local_store) as url:
         yield url
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """`test_x[upstream]`, not `test_x[simulator_config0]`, for a test with its own upstream."""
+    return "upstream" if argname == "simulator_config" else None
