@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
+import pytest
 
 from busstats.backfills import BackfillRecord
 from busstats.commit import read_summary
@@ -19,15 +20,22 @@ from busstats.jobs import JobStore
 from busstats.layout import backfill_key
 from busstats.refsim import SimulatorConfig
 from busstats.store import LocalStore, Store
-from harness.servers import api_server, serve_process, settings_for, simulator
+from harness.servers import RunningSimulator, api_server, serve_process, settings_for, simulator
+from tests.conftest import StartApi
 from tests.flows import FINISHED, country_stats, ingest, wait_for_job
 
 FIRST, LAST = dt.date(2024, 5, 1), dt.date(2024, 5, 5)
 DAYS = [FIRST + dt.timedelta(days=n) for n in range(5)]
 QUICK = SimulatorConfig(rows=(5, 20), min_latency=0.1, max_latency=0.3)
+"""What the module's simulator serves unless a test parametrizes `simulator_config`."""
 SLOW = SimulatorConfig(seed=1, rows=(5, 20), min_latency=30, max_latency=40)
 """Cities that answer only after half a minute: jobs surely run when the test acts."""
 ENDED = {"succeeded", "partial", "failed", "cancelled", "interrupted"}
+
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    return QUICK
 
 
 async def post_backfill(
@@ -78,13 +86,10 @@ async def wait_until_running(
 
 
 async def test_a_backfill_commits_every_date_once_within_the_job_limit(
-    store: Store, http: aiohttp.ClientSession, tmp_path: Path
+    store: Store, start_api: StartApi, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     extra_days = ["2024-06-01", "2024-06-02"]
-    async with (
-        simulator(QUICK) as sim,
-        api_server(settings_for(store, sim, max_running_jobs=2), store) as url,
-    ):
+    async with start_api(store, max_running_jobs=2) as url:
         accepted = await post_backfill(http, url, FIRST, LAST)
         assert 1 <= len(accepted["jobs"]) <= 2
         singles: list[str] = []
@@ -120,10 +125,7 @@ async def test_a_backfill_commits_every_date_once_within_the_job_limit(
         assert set(summary["commit_id"]) == {job["job_id"]}  # committed once, by its job
 
     one_by_one = LocalStore(tmp_path / "one-by-one")
-    async with (
-        simulator(QUICK) as sim,
-        api_server(settings_for(one_by_one, sim), one_by_one) as url,
-    ):
+    async with start_api(one_by_one) as url:
         for day in DAYS:
             assert (await ingest(http, url, day.isoformat()))["status"] == "succeeded"
         expected = await country_stats(http, url, FIRST.isoformat(), LAST.isoformat())
@@ -132,10 +134,10 @@ async def test_a_backfill_commits_every_date_once_within_the_job_limit(
 
 
 async def test_cancelling_a_backfill_stops_it_and_keeps_the_previous_commits(
-    tmp_path: Path, http: aiohttp.ClientSession
+    local_store: LocalStore, start_api: StartApi, http: aiohttp.ClientSession
 ) -> None:
-    store = LocalStore(tmp_path / "store")
-    async with simulator(QUICK) as sim, api_server(settings_for(store, sim), store) as url:
+    store = local_store
+    async with start_api(store) as url:
         for day in DAYS:
             await ingest(http, url, day.isoformat())
         before = await country_stats(http, url, FIRST.isoformat(), LAST.isoformat())
@@ -168,15 +170,11 @@ async def test_cancelling_a_backfill_stops_it_and_keeps_the_previous_commits(
     assert after == before
 
 
+@pytest.mark.parametrize("simulator_config", [SLOW])
 async def test_deleting_a_job_cancels_it_here_and_is_refused_elsewhere(
-    tmp_path: Path, http: aiohttp.ClientSession
+    local_store: LocalStore, start_api: StartApi, http: aiohttp.ClientSession
 ) -> None:
-    store = LocalStore(tmp_path / "store")
-    async with (
-        simulator(SLOW) as sim,
-        api_server(settings_for(store, sim), store) as url,
-        api_server(settings_for(store, sim), store) as other,
-    ):
+    async with start_api(local_store) as url, start_api(local_store) as other:
         async with http.post(f"{url}/process-request", params={"date": "2024-05-01"}) as response:
             job_id = (await response.json())["job_id"]
         async with asyncio.timeout(10):
@@ -215,14 +213,12 @@ async def stored_backfill(store: Store, backfill_id: str) -> BackfillRecord:
     )
 
 
+@pytest.mark.parametrize("simulator_config", [SLOW])
 async def test_sigterm_during_a_backfill_stops_quickly_with_every_job_recorded(
-    tmp_path: Path, http: aiohttp.ClientSession
+    simulator: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     store = LocalStore(tmp_path / "store")
-    async with (
-        simulator(SLOW) as sim,
-        serve_process(environment(tmp_path, sim.url), http) as service,
-    ):
+    async with serve_process(environment(tmp_path, simulator.url), http) as service:
         accepted = await post_backfill(http, service.url, FIRST, LAST)
         await wait_until_running(http, service.url, accepted["backfill_id"], 2)
         service.process.send_signal(signal.SIGTERM)
@@ -243,37 +239,34 @@ async def test_sigterm_during_a_backfill_stops_quickly_with_every_job_recorded(
     assert await store.list_keys("backfills/running/") == []
 
 
+@pytest.mark.parametrize("simulator_config", [SLOW])
 async def test_a_backfill_left_by_a_dead_process_ends_interrupted(
-    tmp_path: Path, http: aiohttp.ClientSession
+    simulator: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    async with simulator(SLOW) as sim:
-        async with serve_process(environment(tmp_path, sim.url), http) as service:
-            accepted = await post_backfill(http, service.url, FIRST, LAST)
-            await wait_until_running(http, service.url, accepted["backfill_id"], 2)
-            service.kill()
-            await service.process.wait()
-        async with serve_process(environment(tmp_path, sim.url), http) as service:
-            async with asyncio.timeout(20):  # the lease (2 s here) expires, recovery ends it
-                while True:
-                    backfill = await get_json(
-                        http, f"{service.url}/backfills/{accepted['backfill_id']}"
-                    )
-                    if backfill["status"] in ENDED:
-                        break
-                    await asyncio.sleep(0.1)
+    async with serve_process(environment(tmp_path, simulator.url), http) as service:
+        accepted = await post_backfill(http, service.url, FIRST, LAST)
+        await wait_until_running(http, service.url, accepted["backfill_id"], 2)
+        service.kill()
+        await service.process.wait()
+    async with serve_process(environment(tmp_path, simulator.url), http) as service:
+        async with asyncio.timeout(20):  # the lease (2 s here) expires, recovery ends it
+            while True:
+                backfill = await get_json(
+                    http, f"{service.url}/backfills/{accepted['backfill_id']}"
+                )
+                if backfill["status"] in ENDED:
+                    break
+                await asyncio.sleep(0.1)
     assert backfill["status"] == "interrupted"
     assert "died" in backfill["reason"]
     assert backfill["dates_left"] == [day.isoformat() for day in DAYS]
 
 
 async def test_bad_backfill_requests_are_refused(
-    tmp_path: Path, http: aiohttp.ClientSession
+    local_store: LocalStore, start_api: StartApi, http: aiohttp.ClientSession
 ) -> None:
-    store = LocalStore(tmp_path / "store")
-    async with (
-        simulator(QUICK) as sim,
-        api_server(settings_for(store, sim, max_range_days=10), store) as url,
-    ):
+    store = local_store
+    async with start_api(store, max_range_days=10) as url:
         for query, message in [
             ({"from": "2024-05-01"}, "'to' is required"),
             ({"to": "2024-05-01"}, "'from' is required"),

@@ -10,9 +10,9 @@ import io
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -20,176 +20,263 @@ import polars as pl
 import pytest
 
 from busstats.refsim import Fault, SimulatorConfig
-from busstats.store import LocalStore
-from harness.servers import api_server, free_port, settings_for, simulator
+from harness.servers import free_port
 from tests.clirun import busstats
 from tests.flows import country_stats, ingest
 
-FAST = SimulatorConfig(rows=(5, 10), max_latency=0.05)
 SPREAD = SimulatorConfig(rows=(5, 10), max_latency=1.5)
 """Cities that finish over a second and a half: seen part done over several polls."""
 CITIES = 30
 """Cities the simulator lists."""
+ONE_CITY_MISSING = SimulatorConfig(rows=(5, 10), max_latency=0.05, faults={3: Fault.NOT_FOUND})
+EVERY_CITY_MISSING = SimulatorConfig(
+    rows=(5, 10), max_latency=0.05, faults=dict.fromkeys(range(CITIES), Fault.NOT_FOUND)
+)
 
 
-@contextlib.asynccontextmanager
-async def service(tmp_path: Path, config: SimulatorConfig = FAST) -> AsyncIterator[str]:
-    """Simulator + API on a local store; yields the API's URL."""
-    store = LocalStore(tmp_path / "store")
-    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as api:
-        yield api
+@pytest.fixture
+def api(local_api: str) -> str:
+    """The API over a local store and the simulator (quick small days unless a test
+    parametrizes `simulator_config`)."""
+    return local_api
 
 
+@pytest.mark.parametrize("simulator_config", [SPREAD])
 async def test_ingest_range_waits_then_stats_and_jobs_show_it(
-    tmp_path: Path, http: aiohttp.ClientSession
+    api: str, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    async with service(tmp_path, SPREAD) as api:
-        run = await busstats("ingest", "2024-05-01", "--to", "2024-05-02", "--wait", url=api)
-        assert run.code == 0, run
-        finished = re.findall(
-            r"^(2024-05-0\d) job (\w{32}): succeeded, 30/30 cities", run.out, re.M
-        )
-        assert [day for day, _ in finished] == ["2024-05-01", "2024-05-02"], run
-        # not a terminal: one line per city that finished, never repeated, though cities
-        # finish over several polls
-        city_lines = [line for line in run.out.splitlines() if " city " in line]
-        assert len(city_lines) == 2 * CITIES == len(set(city_lines)), run
-        assert all(
-            re.search(r": succeeded, \d+ rows, 0 invalid, [\d.]+ s$", line) for line in city_lines
-        )
-        assert "\x1b[" not in run.out  # no terminal control codes in a pipe
+    run = await busstats("ingest", "2024-05-01", "--to", "2024-05-02", "--wait", url=api)
+    assert run.code == 0, run
+    finished = re.findall(r"^(2024-05-0\d) job (\w{32}): succeeded, 30/30 cities", run.out, re.M)
+    assert [day for day, _ in finished] == ["2024-05-01", "2024-05-02"], run
+    # the range is one backfill, followed to its end, which lists each date's job
+    backfill_ids = set(re.findall(r"^backfill (\w{32}) 2024-05-01\.\.2024-05-02: ", run.out, re.M))
+    assert len(backfill_ids) == 1, run
+    assert list((tmp_path / "store" / "backfills").glob("*.json")) == [
+        tmp_path / "store" / "backfills" / f"{next(iter(backfill_ids))}.json"
+    ]
+    assert run.out.splitlines()[-1].startswith(
+        f"backfill {next(iter(backfill_ids))} 2024-05-01..2024-05-02: succeeded:"
+        " 2 of 2 dates ingested, 0 failed, 0 left"
+    ), run
+    async with http.get(f"{api}/backfills/{next(iter(backfill_ids))}") as response:
+        record = await response.json()
+    assert [(job["date"], job["job_id"]) for job in record["jobs"]] == finished
+    # not a terminal: one line per city that finished, never repeated, though cities
+    # finish over several polls
+    city_lines = [line for line in run.out.splitlines() if " city " in line]
+    assert len(city_lines) == 2 * CITIES == len(set(city_lines)), run
+    assert all(
+        re.search(r": succeeded, \d+ rows, 0 invalid, [\d.]+ s$", line) for line in city_lines
+    )
+    assert "\x1b[" not in run.out  # no terminal control codes in a pipe
 
-        answer = await country_stats(http, api, "2024-05-01", "2024-05-03")
-        table = await busstats("stats", "2024-05-01", "2024-05-03", url=api)
-        assert table.code == 0, table
-        lines = table.out.splitlines()
-        assert lines[0].split() == [
-            "date", "country", "buses", "passengers", "accident", "avg", "delay", "min", "cities"
-        ]  # fmt: skip
-        assert len(lines) == 1 + len(answer["stats"])
-        for line, row in zip(lines[1:], answer["stats"], strict=True):
-            assert line.startswith(f"{row['date']}  {row['country']} ")
-            numbers = line[len(row["date"]) + 2 + len(row["country"]) :].split()
-            assert numbers == [
-                f"{row['buses_started']:,}",
-                f"{row['total_passengers']:,}",
-                "yes" if row["accident"] else "no",
-                f"{row['average_delay_minutes']:.2f}",
-                str(row["cities_counted"]),
-            ]
-        assert "no data for 1 date(s): 2024-05-03" in table.err
-        saved = await busstats(
-            "stats", "2024-05-01", "2024-05-03", "--output", str(tmp_path / "t.txt"), url=api
-        )
-        assert saved.code == 0, saved
-        assert (saved.out, (tmp_path / "t.txt").read_text()) == ("", table.out)
-
-        jobs = await busstats("jobs", url=api)
-        assert jobs.code == 0, jobs
-        listed = [line.split() for line in jobs.out.splitlines()[1:]]
-        assert [(day, status, job) for _, day, status, job in listed] == [
-            (day, "succeeded", job) for day, job in reversed(finished)
+    answer = await country_stats(http, api, "2024-05-01", "2024-05-03")
+    table = await busstats("stats", "2024-05-01", "2024-05-03", url=api)
+    assert table.code == 0, table
+    lines = table.out.splitlines()
+    assert lines[0].split() == [
+        "date", "country", "buses", "passengers", "accident", "avg", "delay", "min", "cities"
+    ]  # fmt: skip
+    assert len(lines) == 1 + len(answer["stats"])
+    for line, row in zip(lines[1:], answer["stats"], strict=True):
+        assert line.startswith(f"{row['date']}  {row['country']} ")
+        numbers = line[len(row["date"]) + 2 + len(row["country"]) :].split()
+        assert numbers == [
+            f"{row['buses_started']:,}",
+            f"{row['total_passengers']:,}",
+            "yes" if row["accident"] else "no",
+            f"{row['average_delay_minutes']:.2f}",
+            str(row["cities_counted"]),
         ]
-        one = await busstats("jobs", "--date", "2024-05-01", "--status", "succeeded", url=api)
-        assert [line.split()[-1] for line in one.out.splitlines()[1:]] == [finished[0][1]]
-        none = await busstats("jobs", "--status", "failed", url=api)
-        assert none.code == 0
-        assert none.out.splitlines() == ["created_at  date  status  job_id"]
+    assert "no data for 1 date(s): 2024-05-03" in table.err
+    saved = await busstats(
+        "stats", "2024-05-01", "2024-05-03", "--output", str(tmp_path / "t.txt"), url=api
+    )
+    assert saved.code == 0, saved
+    assert (saved.out, (tmp_path / "t.txt").read_text()) == ("", table.out)
+
+    jobs = await busstats("jobs", url=api)
+    assert jobs.code == 0, jobs
+    listed = [line.split() for line in jobs.out.splitlines()[1:]]
+    assert [(day, status, job) for _, day, status, job in listed] == [
+        (day, "succeeded", job) for day, job in reversed(finished)
+    ]
+    one = await busstats("jobs", "--date", "2024-05-01", "--status", "succeeded", url=api)
+    assert [line.split()[-1] for line in one.out.splitlines()[1:]] == [finished[0][1]]
+    none = await busstats("jobs", "--status", "failed", url=api)
+    assert none.code == 0
+    assert none.out.splitlines() == ["created_at  date  status  job_id"]
 
 
 async def test_stats_formats_are_the_bytes_the_service_sends(
-    tmp_path: Path, http: aiohttp.ClientSession
+    api: str, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    async with service(tmp_path) as api:
-        await ingest(http, api, "2024-05-01")
-        query = {"from": "2024-05-01", "to": "2024-05-02"}
-        for fmt in ["csv", "json", "parquet"]:
-            async with http.get(f"{api}/country-stats", params={**query, "format": fmt}) as sent:
-                expected = await sent.read()
-            piped = await busstats("stats", *query.values(), "--format", fmt, url=api)
-            assert piped.code == 0, piped
-            assert piped.raw == expected
-            output = tmp_path / f"stats.{fmt}"
-            saved = await busstats(
-                "stats", *query.values(), "--format", fmt, "--output", str(output), url=api
-            )
-            assert saved.code == 0, saved
-            assert saved.out == ""
-            assert output.read_bytes() == expected
-        assert pl.read_parquet(io.BytesIO(expected)).height == 5
+    await ingest(http, api, "2024-05-01")
+    query = {"from": "2024-05-01", "to": "2024-05-02"}
+    for fmt in ["csv", "json", "parquet"]:
+        async with http.get(f"{api}/country-stats", params={**query, "format": fmt}) as sent:
+            expected = await sent.read()
+        piped = await busstats("stats", *query.values(), "--format", fmt, url=api)
+        assert piped.code == 0, piped
+        assert piped.raw == expected
+        output = tmp_path / f"stats.{fmt}"
+        saved = await busstats(
+            "stats", *query.values(), "--format", fmt, "--output", str(output), url=api
+        )
+        assert saved.code == 0, saved
+        assert saved.out == ""
+        assert output.read_bytes() == expected
+    assert pl.read_parquet(io.BytesIO(expected)).height == 5
 
 
-async def test_jobs_follows_next_up_to_the_limit(tmp_path: Path) -> None:
-    async with service(tmp_path) as api:
-        queued = await busstats("ingest", "2024-05-01", "--to", "2024-05-07", url=api)
-        assert queued.code == 0, queued
-        ids = [line.split()[1] for line in queued.out.splitlines()]
-        assert len(ids) == 7
-        listed = await busstats("jobs", "--limit", "5", "--page-size", "2", url=api)
-        assert listed.code == 0, listed
-        assert [line.split()[-1] for line in listed.out.splitlines()[1:]] == ids[::-1][:5]
-        everything = await busstats("jobs", "--limit", "50", "--page-size", "3", url=api)
-        assert [line.split()[-1] for line in everything.out.splitlines()[1:]] == ids[::-1]
+async def test_jobs_follows_next_up_to_the_limit(api: str) -> None:
+    queued = await busstats("ingest", "2024-05-01", "--to", "2024-05-07", "--wait", url=api)
+    assert queued.code == 0, queued
+    ids = re.findall(r"^2024-05-0\d job (\w{32}): succeeded", queued.out, re.M)
+    assert len(ids) == 7
+    listed = await busstats("jobs", "--limit", "5", "--page-size", "2", url=api)
+    assert listed.code == 0, listed
+    assert [line.split()[-1] for line in listed.out.splitlines()[1:]] == ids[::-1][:5]
+    everything = await busstats("jobs", "--limit", "50", "--page-size", "3", url=api)
+    assert [line.split()[-1] for line in everything.out.splitlines()[1:]] == ids[::-1]
 
 
 async def test_ingest_without_wait_prints_the_queued_jobs(
-    tmp_path: Path, http: aiohttp.ClientSession
+    api: str, http: aiohttp.ClientSession
 ) -> None:
-    async with service(tmp_path) as api:
-        run = await busstats("ingest", "2024-05-01", url=api)
-        assert run.code == 0, run
-        day, job_id, status = run.out.split()
-        assert (day, status) == ("2024-05-01", "queued")
-        async with http.get(f"{api}/jobs/{job_id}") as response:
-            assert response.status == 200
-            assert (await response.json())["date"] == "2024-05-01"
+    run = await busstats("ingest", "2024-05-01", url=api)
+    assert run.code == 0, run
+    day, job_id, status = run.out.split()
+    assert (day, status) == ("2024-05-01", "queued")
+    async with http.get(f"{api}/jobs/{job_id}") as response:
+        assert response.status == 200
+        assert (await response.json())["date"] == "2024-05-01"
+
+
+async def test_a_range_without_wait_prints_its_backfill_and_first_jobs(
+    api: str, http: aiohttp.ClientSession
+) -> None:
+    run = await busstats("ingest", "2024-05-01", "--to", "2024-05-05", url=api)
+    assert run.code == 0, run
+    first, *jobs = run.out.splitlines()
+    found = re.fullmatch(r"backfill (\w{32}) 2024-05-01\.\.2024-05-05: running", first)
+    assert found, run
+    async with http.get(f"{api}/backfills/{found[1]}") as response:
+        assert response.status == 200
+        record = await response.json()
+    # the service creates the jobs a few at a time (BUSSTATS_MAX_RUNNING_JOBS, 2 here)
+    assert [line.split()[:2] for line in jobs] == [
+        [job["date"], job["job_id"]] for job in record["jobs"][: len(jobs)]
+    ]
+    assert [line.split()[0] for line in jobs] == ["2024-05-01", "2024-05-02"]
 
 
 @pytest.mark.parametrize(
-    ("faults", "status", "stored"),
+    ("simulator_config", "status", "stored", "backfill"),
     [
-        pytest.param({3: Fault.NOT_FOUND}, "partial", CITIES - 1, id="partial"),
-        pytest.param(dict.fromkeys(range(CITIES), Fault.NOT_FOUND), "failed", 0, id="failed"),
+        pytest.param(ONE_CITY_MISSING, "partial", CITIES - 1, "partial", id="partial"),
+        pytest.param(EVERY_CITY_MISSING, "failed", 0, "failed", id="failed"),
     ],
 )
-async def test_a_job_not_succeeded_exits_1_and_says_why(
-    tmp_path: Path, faults: dict[int, Fault], status: str, stored: int
+async def test_a_range_with_dates_not_succeeded_exits_1_and_says_why(
+    api: str, status: str, stored: int, backfill: str
 ) -> None:
-    config = SimulatorConfig(rows=(5, 10), max_latency=0.05, faults=faults)
-    async with service(tmp_path, config) as api:
-        run = await busstats("ingest", "2024-05-01", "--wait", url=api)
-        assert run.code == 1, run
-        assert re.search(
-            rf"^2024-05-01 job \w{{32}}: {status}, {stored}/{CITIES} cities stored: .+",
-            run.out,
-            re.M,
-        ), run
-        failed = [
-            line for line in run.out.splitlines() if re.search(r" city \d+ .*: failed: ", line)
-        ]
-        assert len(failed) == CITIES - stored, run
-        assert "city 3 " in "".join(failed)
-        assert "404" in "".join(failed)
+    run = await busstats("ingest", "2024-05-01", "--to", "2024-05-03", "--wait", url=api)
+    assert run.code == 1, run
+    ended = re.findall(
+        rf"^(2024-05-0\d) job \w{{32}}: {status}, {stored}/{CITIES} cities stored: .+",
+        run.out,
+        re.M,
+    )
+    assert ended == ["2024-05-01", "2024-05-02", "2024-05-03"], run
+    done = 0 if backfill == "failed" else 3
+    assert re.search(
+        rf"^backfill \w{{32}} 2024-05-01\.\.2024-05-03: {backfill}: .*"
+        rf"{done} of 3 dates ingested, {3 - done} failed, 0 left",
+        run.out.splitlines()[-1],
+    ), run
 
 
-async def test_service_errors_exit_3_with_the_services_reason(tmp_path: Path) -> None:
-    async with service(tmp_path) as api:
-        bad_date = await busstats("ingest", "2024-13-01", url=api)
-        assert bad_date.code == 3, bad_date
-        assert "400" in bad_date.err
-        assert "must be a real date as YYYY-MM-DD, got '2024-13-01'" in bad_date.err
-        assert bad_date.out == ""
+@pytest.mark.parametrize(
+    "simulator_config", [SimulatorConfig(rows=(5, 10), min_latency=30, max_latency=40)]
+)
+async def test_ctrl_c_while_following_a_range_says_how_to_cancel_it(
+    api: str, http: aiohttp.ClientSession
+) -> None:
+    env = {**os.environ, "NO_COLOR": "1", "BUSSTATS_URL": api}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "busstats.cli", "ingest", "2024-05-01", "--to", "2024-05-04",
+        "--wait", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            line = ""
+            while not line.startswith("backfill "):  # once it follows the backfill
+                line = (await process.stdout.readline()).decode()
+            backfill_id = line.split()[1]
+            process.send_signal(signal.SIGINT)
+            _, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 130, err
+    said = err.decode()
+    assert f"backfill {backfill_id} goes on running on the service" in said
+    assert f"busstats cancel {backfill_id} --url {api}" in said
+    assert "Traceback" not in said
 
-        backwards = await busstats("stats", "2024-05-02", "2024-05-01", url=api)
-        assert backwards.code == 3, backwards
-        assert "after" in backwards.err
+    cancelled = await busstats("cancel", backfill_id, url=api)
+    assert cancelled.code == 0, cancelled
+    answer = cancelled.out
+    assert answer.startswith(f"backfill {backfill_id}: cancelled: 0 of 4 dates"), cancelled
+    async with http.get(f"{api}/backfills/{backfill_id}") as response:
+        assert (await response.json())["status"] == "cancelled"
+    again = await busstats("cancel", backfill_id, url=api)
+    assert again.code == 3, again
+    assert "409" in again.err
 
-        unknown_job_date = await busstats("jobs", "--date", "May 1st", url=api)
-        assert unknown_job_date.code == 3, unknown_job_date
 
-        not_busstats = await busstats("jobs", url=f"{api}/nowhere")
-        assert not_busstats.code == 3, not_busstats
-        assert "404" in not_busstats.err
+@pytest.mark.parametrize(
+    ("simulator_config", "status", "stored"),
+    [
+        pytest.param(ONE_CITY_MISSING, "partial", CITIES - 1, id="partial"),
+        pytest.param(EVERY_CITY_MISSING, "failed", 0, id="failed"),
+    ],
+)
+async def test_a_job_not_succeeded_exits_1_and_says_why(api: str, status: str, stored: int) -> None:
+    run = await busstats("ingest", "2024-05-01", "--wait", url=api)
+    assert run.code == 1, run
+    assert re.search(
+        rf"^2024-05-01 job \w{{32}}: {status}, {stored}/{CITIES} cities stored: .+",
+        run.out,
+        re.M,
+    ), run
+    failed = [line for line in run.out.splitlines() if re.search(r" city \d+ .*: failed: ", line)]
+    assert len(failed) == CITIES - stored, run
+    assert "city 3 " in "".join(failed)
+    assert "404" in "".join(failed)
+
+
+async def test_service_errors_exit_3_with_the_services_reason(api: str) -> None:
+    bad_date = await busstats("ingest", "2024-13-01", url=api)
+    assert bad_date.code == 3, bad_date
+    assert "400" in bad_date.err
+    assert "must be a real date as YYYY-MM-DD, got '2024-13-01'" in bad_date.err
+    assert bad_date.out == ""
+
+    backwards = await busstats("stats", "2024-05-02", "2024-05-01", url=api)
+    assert backwards.code == 3, backwards
+    assert "after" in backwards.err
+
+    unknown_job_date = await busstats("jobs", "--date", "May 1st", url=api)
+    assert unknown_job_date.code == 3, unknown_job_date
+
+    not_busstats = await busstats("jobs", url=f"{api}/nowhere")
+    assert not_busstats.code == 3, not_busstats
+    assert "404" in not_busstats.err
 
 
 @pytest.mark.parametrize(
@@ -263,27 +350,37 @@ def without_controls(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
 
 
-async def test_on_a_terminal_progress_is_live_and_tables_are_drawn(tmp_path: Path) -> None:
-    config = SimulatorConfig(rows=(5, 10), max_latency=0.05, faults={3: Fault.NOT_FOUND})
-    async with service(tmp_path, config) as api:
-        code, shown = await terminal_run("ingest", "2024-05-01", "--wait", "--url", api)
-        assert code == 1, shown
-        assert "\x1b[" in shown  # drawn and redrawn with terminal controls
-        text = without_controls(shown)
-        assert re.search(r"2024-05-01 +\w{32} +partial +━+ +30/30 cities", text), text
-        assert re.search(r"│ 2024-05-01 │ +3 │ .+ │ failed +│", text), text
-        assert re.search(r"│ 2024-05-01 │ +0 │ .+ │ succeeded │", text), text
-        assert re.search(r"^2024-05-01 job \w{32}: partial, 29/30 cities stored", text, re.M)
+@pytest.mark.parametrize("simulator_config", [ONE_CITY_MISSING])
+async def test_on_a_terminal_progress_is_live_and_tables_are_drawn(api: str) -> None:
+    code, shown = await terminal_run("ingest", "2024-05-01", "--wait", "--url", api)
+    assert code == 1, shown
+    assert "\x1b[" in shown  # drawn and redrawn with terminal controls
+    text = without_controls(shown)
+    assert re.search(r"2024-05-01 +\w{32} +partial +━+ +30/30 cities", text), text
+    assert re.search(r"│ 2024-05-01 │ +3 │ .+ │ failed +│", text), text
+    assert re.search(r"│ 2024-05-01 │ +0 │ .+ │ succeeded │", text), text
+    assert re.search(r"^2024-05-01 job \w{32}: partial, 29/30 cities stored", text, re.M)
 
-        code, shown = await terminal_run("stats", "2024-05-01", "2024-05-01", "--url", api)
-        assert code == 0, shown
-        text = without_controls(shown)
-        assert "┃ date       ┃ country" in text
-        assert "2024-05-01 is incomplete: 1 of 30 cities" in text
+    code, shown = await terminal_run(
+        "ingest", "2024-05-02", "--to", "2024-05-03", "--wait", "--url", api
+    )
+    assert code == 1, shown
+    text = without_controls(shown)
+    assert re.search(r"backfill \w{32} +2024-05-02\.\.2024-05-03 +partial +━+ +2/2 dates", text)
+    assert re.search(r"^2024-05-03 job \w{32}: partial, 29/30 cities stored", text, re.M)
+    assert re.search(
+        r"^backfill \w{32} 2024-05-02\.\.2024-05-03: partial: 2 of 2 dates ingested", text, re.M
+    )
 
-        # Parquet's bytes would garble a terminal: asked for, it is a usage error
-        code, shown = await terminal_run(
-            "stats", "2024-05-01", "2024-05-01", "--format", "parquet", "--url", api
-        )
-        assert code == 2, shown
-        assert "parquet is binary" in shown
+    code, shown = await terminal_run("stats", "2024-05-01", "2024-05-01", "--url", api)
+    assert code == 0, shown
+    text = without_controls(shown)
+    assert "┃ date       ┃ country" in text
+    assert "2024-05-01 is incomplete: 1 of 30 cities" in text
+
+    # Parquet's bytes would garble a terminal: asked for, it is a usage error
+    code, shown = await terminal_run(
+        "stats", "2024-05-01", "2024-05-01", "--format", "parquet", "--url", api
+    )
+    assert code == 2, shown
+    assert "parquet is binary" in shown

@@ -10,14 +10,19 @@ import json
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from busstats.refsim import SimulatorConfig
-from busstats.store import LocalStore
-from harness.servers import api_server, settings_for, simulator
+from harness.servers import RunningSimulator
 from tests.clirun import busstats
 from tests.flows import country_stats, ingest
 
-CONFIG = SimulatorConfig(rows=(20, 40), max_latency=0.05)
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    return SimulatorConfig(rows=(20, 40), max_latency=0.05)
+
+
 DAY = "2024-05-01"
 
 
@@ -32,35 +37,33 @@ async def upstream_rows(http: aiohttp.ClientSession, sim: str, city_id: int) -> 
 
 
 async def test_upload_sends_the_file_and_prints_the_job(
-    tmp_path: Path, http: aiohttp.ClientSession
+    simulator: RunningSimulator, local_api: str, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    store = LocalStore(tmp_path / "store")
-    async with simulator(CONFIG) as sim, api_server(settings_for(store, sim), store) as api:
-        await ingest(http, api, DAY)
-        before = await country_stats(http, api, DAY, DAY)
-        rows = (await upstream_rows(http, sim.url, 0))[:5]
-        junk = {"departure-time": "yesterday", "bus-type": "X", "passengers": 1}
-        file = tmp_path / "city-0.json"
-        file.write_text(json.dumps([*rows, junk]))
+    await ingest(http, local_api, DAY)
+    before = await country_stats(http, local_api, DAY, DAY)
+    rows = (await upstream_rows(http, simulator.url, 0))[:5]
+    junk = {"departure-time": "yesterday", "bus-type": "X", "passengers": 1}
+    file = tmp_path / "city-0.json"
+    file.write_text(json.dumps([*rows, junk]))
 
-        run = await busstats("upload", DAY, "0", str(file), url=api)
-        assert run.code == 0, run
-        job = json.loads(run.out)
-        assert job["status"] == "succeeded"
-        [city] = [city for city in job["cities"] if city["city_id"] == 0]
-        assert (city["rows"], city["invalid_rows"]) == (5, 1)
-        async with http.get(f"{api}/jobs/{job['job_id']}") as response:
-            assert (await response.json())["status"] == "succeeded"
-        after = await country_stats(http, api, DAY, DAY)
-        assert after != before
+    run = await busstats("upload", DAY, "0", str(file), url=local_api)
+    assert run.code == 0, run
+    job = json.loads(run.out)
+    assert job["status"] == "succeeded"
+    [city] = [city for city in job["cities"] if city["city_id"] == 0]
+    assert (city["rows"], city["invalid_rows"]) == (5, 1)
+    async with http.get(f"{local_api}/jobs/{job['job_id']}") as response:
+        assert (await response.json())["status"] == "succeeded"
+    after = await country_stats(http, local_api, DAY, DAY)
+    assert after != before
 
-        not_json = tmp_path / "page.html"
-        not_json.write_text("<html>moved</html>")
-        refused = await busstats("upload", DAY, "0", str(not_json), url=api)
-        assert refused.code == 3, refused
-        assert "the service answered 4" in refused.err
-        assert await country_stats(http, api, DAY, DAY) == after
+    not_json = tmp_path / "page.html"
+    not_json.write_text("<html>moved</html>")
+    refused = await busstats("upload", DAY, "0", str(not_json), url=local_api)
+    assert refused.code == 3, refused
+    assert "the service answered 4" in refused.err
+    assert await country_stats(http, local_api, DAY, DAY) == after
 
-        missing = await busstats("upload", DAY, "0", str(tmp_path / "nothing.json"), url=api)
-        assert missing.code == 2, missing
-        assert "is not a file" in missing.err
+    missing = await busstats("upload", DAY, "0", str(tmp_path / "nothing.json"), url=local_api)
+    assert missing.code == 2, missing
+    assert "is not a file" in missing.err

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,9 +16,7 @@ from playwright.async_api import Browser, Page
 
 from busstats.dashboard import PLOTLY_ASSET
 from busstats.refsim import CITIES, Fault, SimulatorConfig
-from busstats.store import LocalStore
 from harness.browser import RequestLog, chromium
-from harness.servers import api_server, settings_for, simulator
 from tests.flows import country_stats, ingest
 
 DAYS = ("2024-05-01", "2024-05-02")
@@ -35,13 +32,15 @@ class Service:
 
 
 @pytest.fixture
-async def service(tmp_path: Path, http: aiohttp.ClientSession) -> AsyncIterator[Service]:
+def simulator_config() -> SimulatorConfig:
+    return SimulatorConfig(rows=(20, 60), max_latency=0.0, faults={FAILING.id: Fault.ERROR})
+
+
+@pytest.fixture
+async def service(local_api: str, http: aiohttp.ClientSession) -> Service:
     """A service over two ingested dates on which one city fails upstream."""
-    store = LocalStore(tmp_path / "store")
-    config = SimulatorConfig(rows=(20, 60), max_latency=0.0, faults={FAILING.id: Fault.ERROR})
-    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as url:
-        jobs = {day: await ingest(http, url, day) for day in DAYS}
-        yield Service(url, jobs)
+    jobs = {day: await ingest(http, local_api, day) for day in DAYS}
+    return Service(local_api, jobs)
 
 
 @pytest.fixture
@@ -192,27 +191,23 @@ async def test_an_error_of_the_api_is_shown(service: Service, browser: Browser) 
 
 
 async def test_the_chart_library_is_served_versioned_cached_and_compressed(
-    tmp_path: Path, http: aiohttp.ClientSession
+    local_api: str, http: aiohttp.ClientSession
 ) -> None:
-    store = LocalStore(tmp_path / "store")
-    async with simulator(SimulatorConfig(max_latency=0.0)) as sim:
-        settings = settings_for(store, sim)
-    async with api_server(settings, store) as url:
-        async with http.get(f"{url}/") as response:
+    async with http.get(f"{local_api}/") as response:
+        assert response.status == 200
+        page = await response.text()
+    assert f'src="dashboard/{PLOTLY_ASSET}"' in page
+    assert "http://" not in page
+    assert "https://" not in page
+    async with http.get(f"{local_api}/dashboard/{PLOTLY_ASSET}") as response:
+        assert response.status == 200
+        assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert (await response.read()).startswith(b"/**\n* plotly.js v")
+    for name in ("dashboard.js", "dashboard.css"):
+        async with http.get(f"{local_api}/dashboard/{name}") as response:
             assert response.status == 200
-            page = await response.text()
-        assert f'src="dashboard/{PLOTLY_ASSET}"' in page
-        assert "http://" not in page
-        assert "https://" not in page
-        async with http.get(f"{url}/dashboard/{PLOTLY_ASSET}") as response:
-            assert response.status == 200
-            assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
-            assert response.headers["Content-Encoding"] == "gzip"
-            assert (await response.read()).startswith(b"/**\n* plotly.js v")
-        for name in ("dashboard.js", "dashboard.css"):
-            async with http.get(f"{url}/dashboard/{name}") as response:
-                assert response.status == 200
-        for name in ("plotly-0.0.1.min.js", "..%2F..%2Fapp.py", "index.html"):
-            async with http.get(f"{url}/dashboard/{name}") as response:
-                assert response.status == 404
-                assert "error" in await response.json()
+    for name in ("plotly-0.0.1.min.js", "..%2F..%2Fapp.py", "index.html"):
+        async with http.get(f"{local_api}/dashboard/{name}") as response:
+            assert response.status == 404
+            assert "error" in await response.json()

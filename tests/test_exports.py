@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -30,7 +29,6 @@ from busstats.exports import (
 from busstats.refsim import SimulatorConfig
 from busstats.stats import CountryDay, CountryStats
 from busstats.store import Store
-from harness.servers import api_server, settings_for, simulator
 from tests.flows import ingest
 
 DAYS = ("2024-05-01", "2024-05-02")
@@ -44,13 +42,16 @@ MEDIA_TYPES = {
 
 
 @pytest.fixture
-async def api(store: Store, http: aiohttp.ClientSession) -> AsyncIterator[str]:
+def simulator_config() -> SimulatorConfig:
+    return SimulatorConfig(rows=(5, 40), max_latency=0.0)
+
+
+@pytest.fixture
+async def api(api: str, http: aiohttp.ClientSession) -> str:
     """The API over two ingested days (and one without data in the range)."""
-    config = SimulatorConfig(rows=(5, 40), max_latency=0.0)
-    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as url:
-        for day in DAYS:
-            assert (await ingest(http, url, day))["status"] == "succeeded"
-        yield url
+    for day in DAYS:
+        assert (await ingest(http, api, day))["status"] == "succeeded"
+    return api
 
 
 async def fetch(

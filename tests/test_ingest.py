@@ -14,7 +14,8 @@ from busstats.layout import PARQUET, RAW, date_prefix, parquet_key, raw_key
 from busstats.refsim import CITIES, Fault, SimulatorConfig
 from busstats.refsim.server import JUNK_ROWS
 from busstats.store import LocalStore, Store
-from harness.servers import api_server, settings_for, simulator
+from harness.servers import RunningSimulator, api_server, settings_for, simulator
+from tests.conftest import StartApi
 from tests.expected import assert_same_stats, country_stats
 from tests.flows import country_stats as get_stats
 from tests.flows import ingest, raw_files
@@ -35,10 +36,11 @@ async def ingest_day(
     return job, answer
 
 
+@pytest.mark.parametrize("simulator_config", [SMALL])
 async def test_a_day_is_ingested_and_the_stats_match_the_raw_files(
-    store: Store, http: aiohttp.ClientSession
+    store: Store, simulator: RunningSimulator, start_api: StartApi, http: aiohttp.ClientSession
 ) -> None:
-    async with simulator(SMALL) as sim, api_server(settings_for(store, sim), store) as api:
+    async with start_api(store) as api:
         job = await ingest(http, api, DAY.isoformat())
         answer = await get_stats(http, api, "2024-04-30", "2024-05-02")
 
@@ -57,7 +59,7 @@ async def test_a_day_is_ingested_and_the_stats_match_the_raw_files(
     assert len(answer["stats"]) == 5
     assert_same_stats(answer["stats"], country_stats(raw, COUNTRY_OF))
     # every city was fetched at once: a day takes about as long as its slowest city
-    assert sim.state.max_in_flight == len(CITIES)
+    assert simulator.state.max_in_flight == len(CITIES)
 
 
 @pytest.mark.parametrize("upstream_wants", ["date", "datetime"])
@@ -142,14 +144,16 @@ async def test_junk_rows_are_counted_with_reasons_and_left_out_of_the_stats(
     assert_same_stats(answer["stats"], country_stats(raw, COUNTRY_OF))
 
 
-async def test_reingesting_a_date_replaces_it(store: Store, http: aiohttp.ClientSession) -> None:
+@pytest.mark.parametrize("simulator_config", [SimulatorConfig(rows=(20, 30), max_latency=0.05)])
+async def test_reingesting_a_date_replaces_it(
+    store: Store, start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
     gone_city, old_run = 999, "0" * 32  # a city upstream no longer lists, from an old run
     await store.put_bytes(raw_key(DAY, gone_city, old_run), b"[]")
     await store.put_bytes(parquet_key(DAY, gone_city, old_run), b"stale")
     stray = f"{date_prefix(PARQUET, DAY)}_notes.txt"  # not ours: left alone, never read
     await store.put_bytes(stray, b"hello")
-    config = SimulatorConfig(rows=(20, 30), max_latency=0.05)
-    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as api:
+    async with start_api(store) as api:
         first = await ingest(http, api, DAY.isoformat())
         once = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
         second = await ingest(http, api, DAY.isoformat())
@@ -169,13 +173,10 @@ async def test_reingesting_a_date_replaces_it(store: Store, http: aiohttp.Client
 
 
 async def test_a_job_is_still_answered_after_a_restart(
-    store: Store, http: aiohttp.ClientSession
+    store: Store, start_api: StartApi, http: aiohttp.ClientSession
 ) -> None:
-    config = SimulatorConfig(rows=(5, 10), max_latency=0.05)
-    async with simulator(config) as sim:
-        settings = settings_for(store, sim)
-        async with api_server(settings, store) as api:
-            job = await ingest(http, api, DAY.isoformat())
-        async with api_server(settings, store) as api, http.get(f"{api}/jobs/{job['job_id']}") as r:
-            assert r.status == 200
-            assert await r.json() == job
+    async with start_api(store) as api:
+        job = await ingest(http, api, DAY.isoformat())
+    async with start_api(store) as api, http.get(f"{api}/jobs/{job['job_id']}") as r:
+        assert r.status == 200
+        assert await r.json() == job

@@ -26,8 +26,6 @@ from harness.servers import (
     api_server,
     open_s3_store,
     s3_settings,
-    settings_for,
-    simulator,
 )
 from tests.faultproxy import fault_proxy
 from tests.flows import ingest
@@ -213,46 +211,45 @@ async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
         return await response.json()
 
 
+@pytest.mark.parametrize("simulator_config", [SimulatorConfig(rows=(1, 5), max_latency=0.0)])
 async def test_jobs_run_through_the_api_are_listed_with_their_final_status(
-    store: Store, http: aiohttp.ClientSession
+    store: Store, api: str, http: aiohttp.ClientSession
 ) -> None:
-    config = SimulatorConfig(rows=(1, 5), max_latency=0.0)
-    async with simulator(config) as sim, api_server(settings_for(store, sim), store) as api:
-        done = [await ingest(http, api, day) for day in ("2024-05-01", "2024-05-02", "2024-05-01")]
-        # The entry follows the record by one PUT: poll (bounded) until the list caught up.
-        async with asyncio.timeout(10):
-            while True:
-                pages: list[dict[str, Any]] = [await get_json(http, f"{api}/jobs?limit=2")]
-                while pages[-1]["next"] is not None:
-                    assert pages[-1]["next"].startswith("/jobs?")
-                    pages.append(await get_json(http, api + pages[-1]["next"]))
-                listed = [job for page in pages for job in page["jobs"]]
-                if all(job["status"] == "succeeded" for job in listed):
-                    break
-                await asyncio.sleep(0.02)
-        assert [job["job_id"] for job in listed] == [job["job_id"] for job in reversed(done)]
-        for job, record in zip(listed, reversed(done), strict=True):
-            assert job == {
-                "job_id": record["job_id"],
-                "date": record["date"],
-                "status": "succeeded",
-                "created_at": record["created_at"],
-                "status_url": f"/jobs/{record['job_id']}",
-            }
-        assert len(await store.list_keys(JOB_INDEX)) == 3  # queued, running entries removed
+    done = [await ingest(http, api, day) for day in ("2024-05-01", "2024-05-02", "2024-05-01")]
+    # The entry follows the record by one PUT: poll (bounded) until the list caught up.
+    async with asyncio.timeout(10):
+        while True:
+            pages: list[dict[str, Any]] = [await get_json(http, f"{api}/jobs?limit=2")]
+            while pages[-1]["next"] is not None:
+                assert pages[-1]["next"].startswith("/jobs?")
+                pages.append(await get_json(http, api + pages[-1]["next"]))
+            listed = [job for page in pages for job in page["jobs"]]
+            if all(job["status"] == "succeeded" for job in listed):
+                break
+            await asyncio.sleep(0.02)
+    assert [job["job_id"] for job in listed] == [job["job_id"] for job in reversed(done)]
+    for job, record in zip(listed, reversed(done), strict=True):
+        assert job == {
+            "job_id": record["job_id"],
+            "date": record["date"],
+            "status": "succeeded",
+            "created_at": record["created_at"],
+            "status_url": f"/jobs/{record['job_id']}",
+        }
+    assert len(await store.list_keys(JOB_INDEX)) == 3  # queued, running entries removed
 
-        on_day = await get_json(http, f"{api}/jobs?date=2024-05-01&status=succeeded")
-        assert [job["job_id"] for job in on_day["jobs"]] == [done[2]["job_id"], done[0]["job_id"]]
-        assert on_day["next"] is None
-        ranged = await get_json(http, f"{api}/jobs?from=2024-05-02&to=2024-05-09")
-        assert [job["job_id"] for job in ranged["jobs"]] == [done[1]["job_id"]]
-        none = await get_json(http, f"{api}/jobs?status=failed")
-        assert none == {"jobs": [], "next": None}
-        filtered = await get_json(http, f"{api}/jobs?date=2024-05-01&limit=1")
-        assert filtered["next"] is not None
-        assert "date=2024-05-01" in filtered["next"]
-        rest = await get_json(http, api + filtered["next"])
-        assert [job["job_id"] for job in rest["jobs"]] == [done[0]["job_id"]]
+    on_day = await get_json(http, f"{api}/jobs?date=2024-05-01&status=succeeded")
+    assert [job["job_id"] for job in on_day["jobs"]] == [done[2]["job_id"], done[0]["job_id"]]
+    assert on_day["next"] is None
+    ranged = await get_json(http, f"{api}/jobs?from=2024-05-02&to=2024-05-09")
+    assert [job["job_id"] for job in ranged["jobs"]] == [done[1]["job_id"]]
+    none = await get_json(http, f"{api}/jobs?status=failed")
+    assert none == {"jobs": [], "next": None}
+    filtered = await get_json(http, f"{api}/jobs?date=2024-05-01&limit=1")
+    assert filtered["next"] is not None
+    assert "date=2024-05-01" in filtered["next"]
+    rest = await get_json(http, api + filtered["next"])
+    assert [job["job_id"] for job in rest["jobs"]] == [done[0]["job_id"]]
 
 
 async def test_listing_reads_no_job_record(moto: MotoEndpoint, http: aiohttp.ClientSession) -> None:

@@ -16,13 +16,21 @@ from busstats.convert import parse_duration_seconds
 from busstats.refsim import CITIES, Fault, SimulatorConfig
 from busstats.refsim.data import generate_rows
 from busstats.refsim.hostile import BAD_CITY_ENTRIES
-from harness.servers import free_socket, simulator
+from harness import servers
+from harness.servers import RunningSimulator, free_socket
 
 QUICK = SimulatorConfig(rows=(3, 8), max_latency=0)
 
 
-async def test_cities_have_free_text_names_and_integer_ids(http: aiohttp.ClientSession) -> None:
-    async with simulator(QUICK) as sim, http.get(f"{sim.url}/cities") as response:
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    return QUICK
+
+
+async def test_cities_have_free_text_names_and_integer_ids(
+    simulator: RunningSimulator, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{simulator.url}/cities") as response:
         cities = await response.json()
     assert len(cities) == 30
     assert len({c["country"] for c in cities}) == 5
@@ -45,7 +53,7 @@ async def test_each_deployment_accepts_one_date_spelling(
     http: aiohttp.ClientSession, date_param: str, accepted: str, refused: str, message: str
 ) -> None:
     config = SimulatorConfig(rows=(3, 3), max_latency=0, date_param=date_param)
-    async with simulator(config) as sim:
+    async with servers.simulator(config) as sim:
         url = f"{sim.url}/cities/0/stats"
         async with http.get(url, params={"date": accepted}) as response:
             assert response.status == 200
@@ -56,12 +64,11 @@ async def test_each_deployment_accepts_one_date_spelling(
 
 
 async def test_a_zone_in_the_date_comes_back_on_the_departure_times(
-    http: aiohttp.ClientSession,
+    simulator: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:
-    async with simulator(QUICK) as sim:
-        url = f"{sim.url}/cities/1/stats"
-        async with http.get(url, params={"date": "2024-05-01T00:00:00Z"}) as response:
-            rows = await response.json()
+    url = f"{simulator.url}/cities/1/stats"
+    async with http.get(url, params={"date": "2024-05-01T00:00:00Z"}) as response:
+        rows = await response.json()
     assert rows
     assert all(row["departure-time"].endswith("Z") for row in rows)
 
@@ -69,7 +76,7 @@ async def test_a_zone_in_the_date_comes_back_on_the_departure_times(
 async def test_the_same_seed_and_date_give_the_same_bytes(http: aiohttp.ClientSession) -> None:
     bodies = []
     for _ in range(2):
-        async with simulator(QUICK) as sim:
+        async with servers.simulator(QUICK) as sim:
             url = f"{sim.url}/cities/5/stats?date=2024-05-01T00:00:00"
             async with http.get(url) as response:
                 bodies.append(await response.read())
@@ -110,7 +117,7 @@ async def test_faults_break_only_the_chosen_city(
     http: aiohttp.ClientSession, fault: Fault, status: int, starts_with: bytes
 ) -> None:
     config = SimulatorConfig(rows=(20, 20), max_latency=0, faults={2: fault})
-    async with simulator(config) as sim:
+    async with servers.simulator(config) as sim:
         base = f"{sim.url}/cities/{{}}/stats?date=2024-05-01T00:00:00"
         async with http.get(base.format(2)) as response:
             assert response.status == status
@@ -132,7 +139,7 @@ async def test_misbehaviour_knobs_answer_as_documented(http: aiohttp.ClientSessi
     config = SimulatorConfig(
         rows=(5, 5), max_latency=0, faults=faults, redirect_url="http://127.0.0.1:9/x"
     )
-    async with simulator(config) as sim:
+    async with servers.simulator(config) as sim:
         base = f"{sim.url}/cities/{{}}/stats?date=2024-05-01T00:00:00"
         async with http.get(base.format(1), allow_redirects=False) as response:
             assert (response.status, response.headers["Location"]) == (302, config.redirect_url)
@@ -152,7 +159,7 @@ async def test_misbehaviour_knobs_answer_as_documented(http: aiohttp.ClientSessi
 
 async def test_an_endless_city_keeps_streaming(http: aiohttp.ClientSession) -> None:
     config = SimulatorConfig(rows=(5, 5), max_latency=0, faults={1: Fault.ENDLESS})
-    async with simulator(config) as sim:
+    async with servers.simulator(config) as sim:
         url = f"{sim.url}/cities/1/stats?date=2024-05-01T00:00:00"
         received = 0
         async with http.get(url) as response, asyncio.timeout(10):
@@ -165,7 +172,7 @@ async def test_an_endless_city_keeps_streaming(http: aiohttp.ClientSession) -> N
 
 async def test_bad_city_entries_follow_the_good_ones(http: aiohttp.ClientSession) -> None:
     config = SimulatorConfig(rows=(5, 5), max_latency=0, bad_city_entries=True)
-    async with simulator(config) as sim, http.get(f"{sim.url}/cities") as response:
+    async with servers.simulator(config) as sim, http.get(f"{sim.url}/cities") as response:
         entries = await response.json()
     assert entries[: len(CITIES)] == [
         {"id": c.id, "name": c.name, "country": c.country} for c in CITIES

@@ -26,11 +26,11 @@ from busstats.schedule import (
 from busstats.store import LocalStore, Store
 from harness.servers import (
     MotoEndpoint,
+    RunningSimulator,
     api_server,
     open_s3_store,
     s3_environment,
     serve_process,
-    simulator,
 )
 
 DAY = dt.date(2024, 5, 2)
@@ -257,15 +257,15 @@ async def wait_for_log(log: Path, text: str, limit: float = 30) -> None:
             await asyncio.sleep(0.1)
 
 
+@pytest.mark.parametrize("simulator_config", [SimulatorConfig()])
 async def test_two_service_processes_fire_the_scheduled_day_once(
-    moto: MotoEndpoint, tmp_path: Path, http: aiohttp.ClientSession
+    simulator: RunningSimulator, moto: MotoEndpoint, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     env = s3_environment(moto.new_bucket(), moto.url)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     async with (
-        simulator(SimulatorConfig()) as sim,
-        serve_process({**env, "BUSSTATS_REFERENCE_URL": sim.url}, http, logs[0]) as first,
-        serve_process({**env, "BUSSTATS_REFERENCE_URL": sim.url}, http, logs[1]) as second,
+        serve_process({**env, "BUSSTATS_REFERENCE_URL": simulator.url}, http, logs[0]) as first,
+        serve_process({**env, "BUSSTATS_REFERENCE_URL": simulator.url}, http, logs[1]) as second,
     ):
         fires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=4)
         at = fires.time().isoformat()
@@ -286,8 +286,9 @@ async def test_two_service_processes_fire_the_scheduled_day_once(
     assert sum(text.count("the schedule submitted job") for text in logged) == 1
 
 
+@pytest.mark.parametrize("simulator_config", [SimulatorConfig()])
 async def test_the_schedule_survives_a_restart_and_catches_up(
-    tmp_path: Path, http: aiohttp.ClientSession
+    simulator: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     """A schedule whose last day is four days back: the restarted service submits the three
     days it missed at start, and keeps the schedule."""
@@ -300,30 +301,29 @@ async def test_the_schedule_survives_a_restart_and_catches_up(
     )
     await store.put_bytes(STATE_KEY, msgspec.json.encode(state))
     env = {"BUSSTATS_STORE": str(tmp_path / "store")}
-    async with simulator(SimulatorConfig()) as sim:
-        env["BUSSTATS_REFERENCE_URL"] = sim.url
-        async with serve_process(env, http) as service:
-            jobs = await wait_for_jobs(http, service.url, 3)
-            await service.stop()
-        expected = [(latest - dt.timedelta(days=n)).isoformat() for n in range(3)]
-        assert sorted(job["date"] for job in jobs) == sorted(expected)
-        async with serve_process(env, http) as service:
-            async with http.get(f"{service.url}/schedule") as response:
-                view = await response.json()
-            assert (view["enabled"], view["at"], view["last_date"]) == (
-                True,
-                "00:00",
-                latest.isoformat(),
-            )
-            assert len(await jobs_listed(http, service.url)) == 3  # nothing fired twice
-            async with http.post(f"{service.url}/schedule/stop") as response:
-                assert response.status == 200
-            await service.stop()
-        async with (
-            serve_process(env, http) as service,
-            http.get(f"{service.url}/schedule") as response,
-        ):
-            assert (await response.json())["enabled"] is False
+    env["BUSSTATS_REFERENCE_URL"] = simulator.url
+    async with serve_process(env, http) as service:
+        jobs = await wait_for_jobs(http, service.url, 3)
+        await service.stop()
+    expected = [(latest - dt.timedelta(days=n)).isoformat() for n in range(3)]
+    assert sorted(job["date"] for job in jobs) == sorted(expected)
+    async with serve_process(env, http) as service:
+        async with http.get(f"{service.url}/schedule") as response:
+            view = await response.json()
+        assert (view["enabled"], view["at"], view["last_date"]) == (
+            True,
+            "00:00",
+            latest.isoformat(),
+        )
+        assert len(await jobs_listed(http, service.url)) == 3  # nothing fired twice
+        async with http.post(f"{service.url}/schedule/stop") as response:
+            assert response.status == 200
+        await service.stop()
+    async with (
+        serve_process(env, http) as service,
+        http.get(f"{service.url}/schedule") as response,
+    ):
+        assert (await response.json())["enabled"] is False
 
 
 @pytest.mark.parametrize("value", ["6:00", "24:00", "06:00:60", "noon"])

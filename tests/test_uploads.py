@@ -11,7 +11,6 @@ import gzip
 import json
 import tracemalloc
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,7 +23,8 @@ from busstats.commit import StoredCity, read_summary, upload_rows
 from busstats.refsim import SimulatorConfig
 from busstats.store import LocalStore, Store
 from busstats.summary import SUMMARY_SCHEMA
-from harness.servers import RunningSimulator, api_server, settings_for, simulator
+from harness.servers import RunningSimulator
+from tests.conftest import StartApi
 from tests.expected import assert_same_stats, country_stats
 from tests.flows import ingest, raw_files, wait_for_job
 
@@ -34,27 +34,30 @@ CAP_MB = 1
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[RunningSimulator]:
-    async with simulator(SimulatorConfig(rows=(5, 40), max_latency=0.0)) as running:
-        yield running
+def simulator_config() -> SimulatorConfig:
+    return SimulatorConfig(rows=(5, 40), max_latency=0.0)
 
 
 @pytest.fixture
-async def api(store: Store, sim: RunningSimulator) -> AsyncIterator[str]:
-    async with api_server(settings_for(store, sim, city_max_mb=CAP_MB), store) as url:
+async def api(store: Store, start_api: StartApi) -> AsyncIterator[str]:
+    async with start_api(store, city_max_mb=CAP_MB) as url:
         yield url
 
 
-async def cities_of(http: aiohttp.ClientSession, sim: RunningSimulator) -> list[dict[str, Any]]:
-    async with http.get(f"{sim.url}/cities") as response:
+async def cities_of(
+    http: aiohttp.ClientSession, simulator: RunningSimulator
+) -> list[dict[str, Any]]:
+    async with http.get(f"{simulator.url}/cities") as response:
         cities: list[dict[str, Any]] = await response.json()
     return cities
 
 
-async def upstream_day(http: aiohttp.ClientSession, sim: RunningSimulator, city_id: int) -> bytes:
+async def upstream_day(
+    http: aiohttp.ClientSession, simulator: RunningSimulator, city_id: int
+) -> bytes:
     """A city's day as the simulator sends it, e.g. saved from another system."""
     params = {"date": f"{DAY}T00:00:00Z"}
-    async with http.get(f"{sim.url}/cities/{city_id}/stats", params=params) as response:
+    async with http.get(f"{simulator.url}/cities/{city_id}/stats", params=params) as response:
         assert response.status == 200, await response.text()
         return await response.read()
 
@@ -100,13 +103,13 @@ def others(summary: pl.DataFrame, city_id: int) -> pl.DataFrame:
 
 
 async def test_an_upload_counts_like_a_fetch_of_the_same_bytes(
-    api: str, sim: RunningSimulator, store: Store, http: aiohttp.ClientSession
+    api: str, simulator: RunningSimulator, store: Store, http: aiohttp.ClientSession
 ) -> None:
     assert (await ingest(http, api, DAY))["status"] == "succeeded"
-    cities = await cities_of(http, sim)
+    cities = await cities_of(http, simulator)
     city_id = cities[1]["id"]
     before, _ = await read_summary(store, DATE)
-    body = changed(await upstream_day(http, sim, city_id))
+    body = changed(await upstream_day(http, simulator, city_id))
 
     status, job, headers = await put(http, api, city_id, body)
 
@@ -149,10 +152,10 @@ async def test_an_upload_counts_like_a_fetch_of_the_same_bytes(
 
 
 async def test_a_gzip_body_is_decoded_and_stored_as_sent_decoded(
-    api: str, sim: RunningSimulator, store: Store, http: aiohttp.ClientSession
+    api: str, simulator: RunningSimulator, store: Store, http: aiohttp.ClientSession
 ) -> None:
-    city_id = (await cities_of(http, sim))[0]["id"]
-    body = await upstream_day(http, sim, city_id)
+    city_id = (await cities_of(http, simulator))[0]["id"]
+    body = await upstream_day(http, simulator, city_id)
 
     status, job, _ = await put(
         http, api, city_id, gzip.compress(body), headers={"Content-Encoding": "gzip"}
@@ -169,10 +172,10 @@ async def test_a_gzip_body_is_decoded_and_stored_as_sent_decoded(
 
 
 async def test_bad_uploads_are_refused_and_change_nothing(
-    api: str, sim: RunningSimulator, store: Store, http: aiohttp.ClientSession
+    api: str, simulator: RunningSimulator, store: Store, http: aiohttp.ClientSession
 ) -> None:
     assert (await ingest(http, api, DAY))["status"] == "succeeded"
-    city = (await cities_of(http, sim))[0]
+    city = (await cities_of(http, simulator))[0]
     keys = await all_keys(store)
     bomb = gzip.compress(b"[" + b" " * (CAP_MB * 2**20 + 10) + b"]")
     refused: list[tuple[int, Any, dict[str, Any]]] = [
@@ -202,11 +205,11 @@ async def test_bad_uploads_are_refused_and_change_nothing(
 
 
 async def test_an_unknown_city_is_added_with_its_given_name(
-    api: str, sim: RunningSimulator, store: Store, http: aiohttp.ClientSession
+    api: str, simulator: RunningSimulator, store: Store, http: aiohttp.ClientSession
 ) -> None:
     assert (await ingest(http, api, DAY))["status"] == "succeeded"
     before, _ = await read_summary(store, DATE)
-    body = await upstream_day(http, sim, (await cities_of(http, sim))[0]["id"])
+    body = await upstream_day(http, simulator, (await cities_of(http, simulator))[0]["id"])
 
     status, job, _ = await put(http, api, 987654, body, city_name="Ghent", country="Belgium")
 
@@ -256,12 +259,11 @@ async def test_a_body_over_the_cap_is_refused_and_nothing_stored(
 
 
 async def test_a_body_over_the_cap_is_never_held(
-    sim: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
+    local_store: LocalStore, start_api: StartApi, http: aiohttp.ClientSession
 ) -> None:
     """The process (server and client) never holds more than a quarter of the body. A local
     store: moto runs in this process, and what it allocates for other requests would count."""
-    store = LocalStore(tmp_path / "store")
-    async with api_server(settings_for(store, sim, city_max_mb=CAP_MB), store) as api:
+    async with start_api(local_store, city_max_mb=CAP_MB) as api:
         # Once untraced: the first requests load what the process keeps for later ones.
         assert (await put(http, api, 1, over_the_cap()))[0] == 413
         tracemalloc.start()
@@ -277,12 +279,15 @@ async def test_a_body_over_the_cap_is_never_held(
     assert peak < 2 * CAP_MB * 2**20, f"peak {peak:,} bytes while receiving"
 
 
+@pytest.mark.parametrize(
+    "simulator_config", [SimulatorConfig(rows=(5, 40), min_latency=1.0, max_latency=1.5)]
+)
 async def test_an_upload_waits_for_an_ingest_of_its_date(
-    store: Store, http: aiohttp.ClientSession
+    store: Store, simulator: RunningSimulator, start_api: StartApi, http: aiohttp.ClientSession
 ) -> None:
     """The upload commits after the ingest holding the date ends; both commits stand."""
-    config = SimulatorConfig(rows=(5, 40), min_latency=1.0, max_latency=1.5)
-    async with simulator(config) as slow, api_server(settings_for(store, slow), store) as api:
+    slow = simulator
+    async with start_api(store) as api:
         cities = await cities_of(http, slow)
         city_id = cities[0]["id"]
         async with asyncio.timeout(30):

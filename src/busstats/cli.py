@@ -1,5 +1,5 @@
 """The `busstats` command: `serve`, `refsim`, `dev` and `settings` run the service; `ingest`,
-`stats`, `jobs` and `upload` talk to a running one over HTTP (`--url`)."""
+`cancel`, `stats`, `jobs` and `upload` talk to a running one over HTTP (`--url`)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _client_commands(command: Callable[[str, str, str | None], argparse.ArgumentParser]) -> None:
-    """`ingest`, `stats`, `jobs` and `upload`: clients of a running service."""
+    """`ingest`, `cancel`, `stats`, `jobs` and `upload`: clients of a running service."""
 
     def client(name: str, summary: str) -> argparse.ArgumentParser:
         parser = command(name, summary, cli_client.EXIT_CODES)
@@ -110,15 +110,23 @@ def _client_commands(command: Callable[[str, str, str | None], argparse.Argument
 
     ingest = client("ingest", "ask the service to ingest a date or a range of dates")
     ingest.add_argument("date", metavar="DATE", help="the date, YYYY-MM-DD")
-    ingest.add_argument("--to", metavar="DATE", help="ingest every date from DATE to this one")
+    ingest.add_argument(
+        "--to",
+        metavar="DATE",
+        help="ingest every date from DATE to this one, as one backfill on the service",
+    )
     ingest.add_argument(
         "--wait",
         action="store_true",
-        help="follow the jobs until they end, showing each city; exit 1 unless all succeeded",
+        help="follow the job (or the backfill and each of its jobs) until they end, showing"
+        " each city; exit 1 unless all succeeded",
     )
     ingest.add_argument(
         "--interval", type=float, default=0.5, help=argparse.SUPPRESS
     )  # seconds between polls of each job
+
+    cancel = client("cancel", "cancel a backfill or a job")
+    cancel.add_argument("id", metavar="ID", help="the backfill's id, or the job's")
 
     stats = client("stats", "print per-country, per-day statistics of a range")
     stats.add_argument("start", metavar="FROM", help="first date, YYYY-MM-DD")
@@ -169,6 +177,7 @@ def _positive(text: str) -> int:
 
 CLIENT_COMMANDS = {
     "ingest": cli_client.ingest,
+    "cancel": cli_client.cancel,
     "stats": cli_client.stats,
     "jobs": cli_client.jobs,
     "upload": cli_client.upload,

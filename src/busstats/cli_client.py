@@ -1,5 +1,5 @@
-"""The client commands `ingest`, `stats`, `jobs` and `upload`: each talks to a running service
-over HTTP and returns the exit code a script can rely on (see `EXIT_CODES`)."""
+"""The client commands `ingest`, `cancel`, `stats`, `jobs` and `upload`: each talks to a
+running service over HTTP and returns the exit code a script can rely on (see `EXIT_CODES`)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,30 @@ from typing import Any
 import msgspec
 from rich.console import Console
 
-from busstats.cli_render import Column, LiveProgress, PlainProgress, job_line, print_table
-from busstats.client import Accepted, Client, JobView, ServiceError, Unreachable, wait_for
+from busstats.cli_render import (
+    Column,
+    LiveProgress,
+    PlainProgress,
+    backfill_line,
+    job_line,
+    print_table,
+)
+from busstats.client import (
+    BackfillView,
+    Client,
+    JobView,
+    ServiceError,
+    Unreachable,
+    follow_backfill,
+    wait_for,
+)
 
 OK = 0
 JOB_NOT_SUCCEEDED = 1
 USAGE = 2
 SERVICE_ERROR = 3
 UNREACHABLE = 4
-INTERRUPTED = 130  # Ctrl-C, as shells report it; queued jobs go on running
+INTERRUPTED = 130  # Ctrl-C, as shells report it; queued jobs and backfills go on running
 
 EXIT_CODES = f"""exit codes:
   {OK}  done (with --wait: every job succeeded)
@@ -32,8 +47,8 @@ EXIT_CODES = f"""exit codes:
   {UNREACHABLE}  the service could not be reached"""
 
 MAX_INGEST_DAYS = 366
-"""The most dates one `busstats ingest --to` queues, so that a typo in a year cannot queue
-thousands of jobs."""
+"""The most dates one `busstats ingest --to` asks for, so that a typo in a year cannot start
+a backfill of thousands of dates."""
 
 
 class UsageError(Exception):
@@ -62,7 +77,8 @@ def run(command: Callable[[Client, argparse.Namespace], Awaitable[int]], args: A
         return INTERRUPTED
 
 
-def _days(start: str, end: str) -> list[str]:
+def _check_range(start: str, end: str) -> None:
+    """Refuse, before any request, a range that is not dates, backwards or too long."""
     try:
         first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
     except ValueError as exc:
@@ -72,42 +88,80 @@ def _days(start: str, end: str) -> list[str]:
     count = (last - first).days + 1
     if count > MAX_INGEST_DAYS:
         raise UsageError(f"{count} days asked; at most {MAX_INGEST_DAYS} at once")
-    return [(first + dt.timedelta(days=n)).isoformat() for n in range(count)]
-
-
-async def submit_range(client: Client, start: str, end: str | None) -> list[Accepted]:
-    """Queue one job per date from `start` to `end` (inclusive; `None`: `start` alone).
-
-    The one place that knows how a range is asked for: one `POST /process-request?date=` per
-    date, in order.
-
-    >>> async def june(client: Client) -> list[str]:  # doctest: +SKIP
-    ...     return [job.job_id for job in await submit_range(client, "2024-06-01", "2024-06-30")]
-    """
-    days = [start] if end is None else _days(start, end)
-    return [await client.submit(day) for day in days]
 
 
 async def ingest(client: Client, args: argparse.Namespace) -> int:
-    accepted = await submit_range(client, args.date, args.to)
+    """One date: one job. A range (`--to`): one backfill, which creates a job per date on
+    the service, a few at a time."""
+    if args.to is not None:
+        return await _ingest_range(client, args)
+    accepted = await client.submit(args.date)
     if not args.wait:
-        for job in accepted:
-            print(f"{job.date} {job.job_id} {job.status}")
+        print(f"{accepted.date} {accepted.job_id} {accepted.status}")
         return OK
     console = Console()
-    job_ids = [job.job_id for job in accepted]
     views: list[JobView] = []
     if console.is_terminal:
         with LiveProgress(console) as progress:
-            async for views in wait_for(client, job_ids, args.interval):
+            async for views in wait_for(client, [accepted.job_id], args.interval):
                 progress.update(views)
         for view in views:
             print(job_line(view))
     else:
         plain = PlainProgress(sys.stdout)
-        async for views in wait_for(client, job_ids, args.interval):
+        async for views in wait_for(client, [accepted.job_id], args.interval):
             plain.update(views)
     return OK if all(view.status == "succeeded" for view in views) else JOB_NOT_SUCCEEDED
+
+
+async def _ingest_range(client: Client, args: argparse.Namespace) -> int:
+    _check_range(args.date, args.to)
+    backfill = await client.start_backfill(args.date, args.to)
+    if not args.wait:
+        print(backfill_line(backfill))
+        for job in backfill.jobs:
+            print(f"{job.date} {job.job_id} {job.status}")
+        return OK
+    try:
+        return await _follow(client, backfill, args.interval)
+    except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels the command
+        print(
+            f"busstats: stopped following; backfill {backfill.backfill_id} goes on running on"
+            f" the service. To stop it: busstats cancel {backfill.backfill_id} --url {args.url}",
+            file=sys.stderr,
+        )
+        raise
+
+
+async def _follow(client: Client, started: BackfillView, interval: float) -> int:
+    """Follow the backfill and each of its jobs until all have ended; 0 if all succeeded."""
+    console = Console()
+    backfill, jobs = started, list[JobView]()
+    if console.is_terminal:
+        with LiveProgress(console) as progress:
+            async for backfill, jobs in follow_backfill(client, started.backfill_id, interval):
+                progress.update(jobs, backfill)
+        for view in jobs:
+            print(job_line(view))
+        print(backfill_line(backfill))
+    else:
+        plain = PlainProgress(sys.stdout)
+        async for backfill, jobs in follow_backfill(client, started.backfill_id, interval):
+            plain.update(jobs)
+            plain.backfill(backfill)
+    succeeded = backfill.status == "succeeded" and all(job.status == "succeeded" for job in jobs)
+    return OK if succeeded else JOB_NOT_SUCCEEDED
+
+
+async def cancel(client: Client, args: argparse.Namespace) -> int:
+    """Cancel a backfill or a job by its id."""
+    what, answer = await client.cancel(args.id)
+    why = answer.reason or answer.error or ""
+    if answer.status in ("running", "queued"):  # 202: its jobs take a while to stop
+        why = "cancelled; its jobs are still stopping"
+    said = why if why.startswith(answer.status) else f"{answer.status}: {why}".rstrip(": ")
+    print(f"{what} {args.id}: {said}")
+    return OK
 
 
 STATS_COLUMNS = [

@@ -13,7 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from busstats.client import CityView, JobView
+from busstats.client import BackfillView, CityView, JobView
 
 Align = Literal["left", "right"]
 
@@ -24,6 +24,8 @@ STATUS_STYLES = {
     "succeeded": "green",
     "partial": "magenta",
     "failed": "bold red",
+    "cancelled": "bold red",
+    "interrupted": "bold red",
 }
 
 
@@ -91,6 +93,31 @@ def job_line(job: JobView) -> str:
     return line
 
 
+def backfill_line(backfill: BackfillView) -> str:
+    """The backfill's status and how far it has gone; once ended, why.
+
+    >>> view = BackfillView(backfill_id="5c0e", first="2024-05-01", last="2024-05-07",
+    ...                     status="running")
+    >>> backfill_line(view)
+    'backfill 5c0e 2024-05-01..2024-05-07: running'
+    """
+    line = f"backfill {backfill.backfill_id} {backfill.first}..{backfill.last}: {backfill.status}"
+    if backfill.finished and backfill.reason:  # the reason has the counts
+        return f"{line}: {backfill.reason}"
+    if backfill.progress is not None:
+        counts = backfill.progress
+        line += (
+            f", {counts.done}/{counts.total} dates ingested, {counts.failed} failed,"
+            f" {counts.in_progress} in progress, {counts.left} left"
+        )
+    return line
+
+
+MANY_JOBS = 10
+"""Above this many jobs, the live display shows only the jobs not ended and those that did
+not succeed (the final lines list them all)."""
+
+
 @dataclass
 class PlainProgress:
     """A line for each change: a job's status, a city that finished. Nothing is repeated, so
@@ -110,6 +137,13 @@ class PlainProgress:
                     print(city_line(job, city), file=self.out, flush=True)
             if self._changed(job, None, job.status):
                 print(job_line(job), file=self.out, flush=True)
+
+    def backfill(self, backfill: BackfillView) -> None:
+        """A line when the backfill's status or counts change."""
+        line = backfill_line(backfill)
+        if self._seen.get((backfill.backfill_id, None)) != line:
+            self._seen[(backfill.backfill_id, None)] = line
+            print(line, file=self.out, flush=True)
 
     def _changed(self, job: JobView, city_id: int | None, status: str) -> bool:
         key = (job.job_id, city_id)
@@ -135,12 +169,16 @@ class LiveProgress:
     def __exit__(self, *exc: object) -> None:
         self._live.__exit__(None, None, None)
 
-    def update(self, jobs: Sequence[JobView]) -> None:
-        self._live.update(live_view(jobs), refresh=True)
+    def update(self, jobs: Sequence[JobView], backfill: BackfillView | None = None) -> None:
+        self._live.update(live_view(jobs, backfill), refresh=True)
 
 
-def live_view(jobs: Sequence[JobView]) -> RenderableType:
+def live_view(jobs: Sequence[JobView], backfill: BackfillView | None = None) -> RenderableType:
+    """Bars and cities of `jobs`; with `backfill`, its line on top and, for many jobs, only
+    those not ended or not succeeded."""
     bars = Table.grid(padding=(0, 2))
+    if backfill is not None and len(jobs) > MANY_JOBS:
+        jobs = [job for job in jobs if job.status != "succeeded"]
     for job in jobs:
         total = len(job.cities)
         finished = sum(city.status in ("succeeded", "failed") for city in job.cities)
@@ -177,4 +215,23 @@ def live_view(jobs: Sequence[JobView]) -> RenderableType:
                 f"{city.duration_seconds:.2f}" if city.duration_seconds is not None else "",
                 Text(city.error or "", style="red"),
             )
-    return Group(bars, cities) if shown else bars
+    parts: list[RenderableType] = [bars, cities] if shown else [bars]
+    if backfill is not None:
+        parts.insert(0, _backfill_bar(backfill))
+    return Group(*parts)
+
+
+def _backfill_bar(backfill: BackfillView) -> RenderableType:
+    counts = backfill.progress
+    total = counts.total if counts else None
+    ended = counts.done + counts.failed if counts else 0
+    bar = Table.grid(padding=(0, 2))
+    bar.add_row(
+        f"backfill {backfill.backfill_id}",
+        f"{backfill.first}..{backfill.last}",
+        Text(backfill.status, style=STATUS_STYLES.get(backfill.status, "")),
+        ProgressBar(total=total, completed=ended, width=30),
+        f"{ended}/{total or '?'} dates",
+        f"{counts.failed} failed" if counts else "",
+    )
+    return bar

@@ -80,6 +80,48 @@ class JobView(msgspec.Struct, kw_only=True):
         return self.status in FINAL_STATUSES
 
 
+class BackfillJobView(msgspec.Struct, kw_only=True):
+    """A job a backfill created, with the status the backfill last saw."""
+
+    date: str
+    job_id: str
+    status: str
+
+
+class BackfillProgressView(msgspec.Struct, kw_only=True):
+    total: int
+    done: int
+    failed: int
+    in_progress: int
+    left: int
+
+
+class BackfillView(msgspec.Struct, kw_only=True):
+    """A backfill as `POST /process-request?from=&to=` or `GET /backfills/{id}` answers it."""
+
+    backfill_id: str
+    first: str = msgspec.field(name="from")
+    last: str = msgspec.field(name="to")
+    status: str
+    reason: str | None = None
+    jobs: list[BackfillJobView] = msgspec.field(default_factory=list[BackfillJobView])
+    progress: BackfillProgressView | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running"
+
+
+class Cancelled(msgspec.Struct, kw_only=True):
+    """What `DELETE /backfills/{id}` or `DELETE /jobs/{id}` answers, as much as a client shows."""
+
+    status: str
+    reason: str | None = None
+    """A backfill's reason for its end."""
+    error: str | None = None
+    """A job's reason for its end."""
+
+
 class JobListing(msgspec.Struct, kw_only=True):
     """One entry of `GET /jobs`."""
 
@@ -164,6 +206,32 @@ class Client:
         body, _ = await self._call("POST", "/process-request", {"date": day}, expect=(202,))
         return msgspec.json.decode(body, type=Accepted)
 
+    async def start_backfill(self, first: str, last: str) -> BackfillView:
+        """Queue the ingest of every date from `first` to `last` as one backfill
+        (`POST /process-request?from=&to=`); the service creates the jobs a few at a time."""
+        params = {"from": first, "to": last}
+        body, _ = await self._call("POST", "/process-request", params, expect=(202,))
+        return msgspec.json.decode(body, type=BackfillView)
+
+    async def backfill(self, backfill_id: str) -> BackfillView:
+        """The backfill's record now (`GET /backfills/{id}`)."""
+        body, _ = await self._call("GET", f"/backfills/{backfill_id}")
+        return msgspec.json.decode(body, type=BackfillView)
+
+    async def cancel(self, some_id: str) -> tuple[str, Cancelled]:
+        """Cancel the backfill with this id (`DELETE /backfills/{id}`), else the job with this
+        id (`DELETE /jobs/{id}`), as both ids look alike; which it was ("backfill" or "job")
+        and the record the service answered."""
+        what = "backfill"
+        try:
+            body, _ = await self._call("DELETE", f"/backfills/{some_id}", expect=(200, 202))
+        except ServiceError as exc:
+            if exc.status != 404:
+                raise
+            what = "job"
+            body, _ = await self._call("DELETE", f"/jobs/{some_id}", expect=(200, 202))
+        return what, msgspec.json.decode(body, type=Cancelled)
+
     async def job(self, job_id: str) -> JobView:
         """The job's record now (`GET /jobs/{id}`)."""
         body, _ = await self._call("GET", f"/jobs/{job_id}")
@@ -228,5 +296,31 @@ async def wait_for(
             views[view.job_id] = view
         yield [views[job_id] for job_id in job_ids]
         if all(view.finished for view in views.values()):
+            return
+        await asyncio.sleep(interval)
+
+
+async def follow_backfill(
+    client: Client, backfill_id: str, interval: float = 0.5
+) -> AsyncIterator[tuple[BackfillView, list[JobView]]]:
+    """The backfill's record and the records of the jobs it has created, polled each
+    `interval` seconds until the backfill and every one of its jobs have ended. A job that has
+    ended is not asked for again.
+
+    >>> async def statuses(client: Client, backfill_id: str) -> list[str]:  # doctest: +SKIP
+    ...     async for backfill, jobs in follow_backfill(client, backfill_id):
+    ...         pass
+    ...     return [job.status for job in jobs]
+    """
+    views: dict[str, JobView] = {}
+    while True:
+        backfill = await client.backfill(backfill_id)
+        job_ids = [job.job_id for job in backfill.jobs]
+        pending = [job_id for job_id in job_ids if not (job_id in views and views[job_id].finished)]
+        for view in await asyncio.gather(*(client.job(job_id) for job_id in pending)):
+            views[view.job_id] = view
+        jobs = [views[job_id] for job_id in job_ids]
+        yield backfill, jobs
+        if backfill.finished and all(job.finished for job in jobs):
             return
         await asyncio.sleep(interval)
