@@ -39,8 +39,12 @@ DAY = dt.date(2024, 5, 1)
 COUNTRY_OF = {city.id: city.country for city in CITIES}
 SMALL = SimulatorConfig(rows=(200, 400), min_latency=0.3, max_latency=0.5)
 """Every city waits 0.3 s at least, so all 30 downloads are surely in flight at once."""
-WORKER_SLOTS = 16
-"""Tasks at once per Dask worker (`--nthreads`): city work awaits, so slots are not cores."""
+SLOW = SimulatorConfig(rows=(200, 400), min_latency=2.0, max_latency=2.5)
+"""Slow enough that a Dask worker opening its store and HTTP pool for its first city (a
+second on a loaded machine) still overlaps the other worker's downloads."""
+WORKER_SLOTS = 32
+"""Tasks at once per Dask worker (`--nthreads`): city work awaits, so slots are not cores;
+one worker alone can take every city of a day, wherever the scheduler puts them."""
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +95,19 @@ async def test_every_executor_gives_the_stats_of_the_raw_files(
     http: aiohttp.ClientSession,
     request: pytest.FixtureRequest,
 ) -> None:
-    async with simulator(SMALL) as sim:
+    async with simulator(SLOW) as sim:
         settings = moto_settings(s3, moto, sim, **executor_settings(executor, request))
         async with api_server(settings, s3) as api:
             job = await ingest(http, api, DAY.isoformat())
             answer = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
+            async with http.get(f"{api}/metrics") as response:
+                exposition = await response.text()
 
     assert job["status"] == "succeeded", job
     assert [city["status"] for city in job["cities"]] == ["succeeded"] * len(CITIES)
+    # the city list and every city's download, wherever it ran, count in the service's metrics
+    ok_calls = 'busstats_upstream_requests_total{outcome="ok"}'
+    assert f"{ok_calls} {len(CITIES) + 1}.0" in exposition.splitlines(), exposition
     raw = await raw_files(s3, [DAY])
     assert len(raw) == len(CITIES)
     assert_same_stats(answer["stats"], country_stats(raw, COUNTRY_OF))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from busstats import metrics
 from busstats.cities import City
 from busstats.commit import StoredCity
 from busstats.conversions import Conversions
@@ -62,6 +63,9 @@ class CityOutcome(msgspec.Struct, kw_only=True):
     error: str | None = None
     duration_seconds: float = 0.0
     stored: StoredCity | None = None
+    counts: metrics.Counts = msgspec.field(default_factory=dict[str, dict[str, int]])
+    """Upstream calls and store errors counted where the work ran, when that is not the
+    coordinator's process (a Dask worker): the coordinator adds them to its metrics."""
 
 
 @dataclass(frozen=True, slots=True)

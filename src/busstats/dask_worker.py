@@ -17,6 +17,7 @@ import asyncio
 
 import msgspec
 
+from busstats import metrics
 from busstats.citywork import CityOutcome, CityTask, CityTools, run_city
 from busstats.config import Settings
 from busstats.conversions import ThreadConversions
@@ -31,8 +32,13 @@ _opening = asyncio.Lock()
 
 
 async def run_city_on_worker(task: CityTask, settings: Settings) -> CityOutcome:
-    """One city's work on this worker, with tools opened once for the worker's life."""
-    return await run_city(task, await _tools_for(settings))
+    """One city's work on this worker, with tools opened once for the worker's life; what
+    it counted (upstream calls, store errors) travels back in the outcome."""
+    counted = metrics.Metrics()
+    with metrics.bound(counted):
+        outcome = await run_city(task, await _tools_for(settings))
+    outcome.counts = metrics.counts(counted)
+    return outcome
 
 
 async def _tools_for(settings: Settings) -> CityTools:

@@ -118,6 +118,7 @@ class Ingest:
             report.error = outcome.error
             report.duration_seconds = outcome.duration_seconds
             metrics.record_city(report.status, report.raw_bytes, report.rows, report.invalid_rows)
+            metrics.add_counts(outcome.counts)
             logs.log_city_finished(self.job, report)
             self._recorder.changed()
 

@@ -139,6 +139,47 @@ def bound(metrics: Metrics) -> Generator[None]:
         _current.reset(token)
 
 
+WORKER_COUNTERS = ("upstream_requests", "upstream_retries", "store_errors")
+"""The counters city work reports from wherever it runs: on a Dask worker they are counted
+in a `Metrics` of the task's own and travel back in the city's outcome (`counts`)."""
+
+Counts = dict[str, dict[str, int]]
+"""Counter name (one of WORKER_COUNTERS) → label value → count."""
+
+
+def counts(metrics: Metrics) -> Counts:
+    """The WORKER_COUNTERS of `metrics`, as plain numbers that pickle and encode.
+
+    >>> metrics = Metrics()
+    >>> with bound(metrics):
+    ...     record_upstream_request("ok")
+    >>> counts(metrics)["upstream_requests"]
+    {'ok': 1}
+    """
+    found: Counts = {}
+    for name in WORKER_COUNTERS:
+        counter: Counter = getattr(metrics, name)
+        by_label: dict[str, int] = {}
+        for metric in counter.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.value:
+                    by_label[next(iter(sample.labels.values()))] = int(sample.value)
+        if by_label:
+            found[name] = by_label
+    return found
+
+
+def add_counts(found: Counts) -> None:
+    """Add counts taken elsewhere (`counts` of a Dask worker's task) to the bound metrics."""
+    if (metrics := _current.get()) is None:
+        return
+    for name, by_label in found.items():
+        if name in WORKER_COUNTERS:
+            counter: Counter = getattr(metrics, name)
+            for label, value in by_label.items():
+                counter.labels(label).inc(value)
+
+
 def record_city(outcome: str, raw_bytes: int, rows: int, invalid_rows: int) -> None:
     """One city of a job has ended; `outcome` is its final status."""
     if (metrics := _current.get()) is None:
