@@ -69,6 +69,10 @@ async def test_a_job_of_a_killed_process_is_failed_at_the_next_start(
     async with simulator(SLOW) as sim:
         async with serve_process(environment(tmp_path, sim.url), http) as service:
             job_id = await post_and_wait_until_running(http, service.url)
+            # the API answers from memory; the stored record follows within a second
+            async with asyncio.timeout(10):
+                while (await stored_job(tmp_path, job_id))["status"] != "running":  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
             service.kill()  # no chance to record anything
             await service.process.wait()
         assert (await stored_job(tmp_path, job_id))["status"] == "running"
