@@ -202,8 +202,7 @@ class ReferenceClient:
         """
 
         async def attempt() -> Download:
-            dest.seek(0)
-            dest.truncate()
+            _empty(dest)
             return await self._download_once(city_id, day, dest)
 
         try:
@@ -211,8 +210,7 @@ class ReferenceClient:
                 self._retrying(attempt, f"city {city_id}"), f"city {city_id}'s download"
             )
         except BaseException:
-            dest.seek(0)
-            dest.truncate()
+            _empty(dest)
             raise
 
     async def _download_once(self, city_id: int, day: dt.date, dest: BinaryIO) -> Download:
@@ -315,6 +313,16 @@ class ReferenceClient:
             outcome,
             exc,
         )
+
+
+def _empty(dest: BinaryIO) -> None:
+    """Make `dest` empty, positioned at its start. A file that is empty already is left
+    untruncated: on ext4 a truncate to zero makes closing the file start its write-back
+    (`auto_da_alloc`), which made the close and the removal of a fresh temporary file cost
+    about 1.5 ms instead of 0.1 ms, on the event loop, for each city."""
+    if dest.seek(0, io.SEEK_END):
+        dest.seek(0)
+        dest.truncate()
 
 
 async def _raise_for_status(response: aiohttp.ClientResponse, what: str) -> None:

@@ -79,12 +79,18 @@ def decode_summaries(blobs: list[bytes], columns: Iterable[str] | None = None) -
     schema = pl.Schema({name: kind for name, kind in SUMMARY_SCHEMA.items() if name in needed})
     if not blobs:
         return pl.DataFrame(schema=schema).select(name for name in schema if name in wanted)
-    frame = pl.scan_parquet(
-        [io.BytesIO(blob) for blob in blobs],
-        schema=schema,
-        missing_columns="insert",
-        extra_columns="ignore",
-    ).collect()
+    # One chunk rather than one per summary: every later step over a year of summaries
+    # (365 chunks) was several times slower than the copy into one (0.2 ms).
+    frame = (
+        pl.scan_parquet(
+            [io.BytesIO(blob) for blob in blobs],
+            schema=schema,
+            missing_columns="insert",
+            extra_columns="ignore",
+        )
+        .collect()
+        .rechunk()
+    )
     day = pl.col("date").dt.to_string("%Y-%m-%d")
     defaults = {
         "counted": pl.col("counted").fill_null(True),
