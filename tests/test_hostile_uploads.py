@@ -14,11 +14,23 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from busstats import uploads
 from busstats.commit import read_summary
 from busstats.refsim import SimulatorConfig
 from busstats.store import LocalStore
-from harness.servers import RunningSimulator, api_server, settings_for, simulator
+from harness.servers import (
+    MotoEndpoint,
+    RunningSimulator,
+    api_server,
+    open_s3_store,
+    s3_settings,
+    settings_for,
+    simulator,
+)
+from tests.faultproxy import S3_ERROR, PassOn, loopback_proxy
+from tests.flows import ingest
 
 DAY = "2024-05-01"
 DATE = dt.date(2024, 5, 1)
@@ -142,3 +154,50 @@ async def test_a_cancel_after_the_commit_does_not_report_committed_data_as_cance
     assert counted  # the commit stands whatever the cancel said
     assert cancel_status == 409, cancelled  # too late to cancel: the job has committed
     assert (put_status, job["status"]) == (201, "succeeded"), job
+
+
+async def test_an_upload_whose_commit_landed_is_not_reported_as_nothing_committed(
+    moto: MotoEndpoint,
+    bucket: str,
+    sim: RunningSimulator,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """S3 cut the other way: requests reach it, answers do not (a proxy or the network
+    dropping them). The upload's first conditional write of the summary lands; every retry
+    then fails, and after COMMIT_SECONDS UploadJob.run ends the job `failed` "nothing was
+    committed; the date's previous data stands" and the PUT answers 503 "not committed",
+    while the date's summary counts the upload (commit_id is the job's id). The job and the
+    answer must say what the store holds: recovery (`JobRunner._end_left_behind`) already
+    checks the summary for the job's id; the commit's failure path does not."""
+    monkeypatch.setattr(uploads, "COMMIT_SECONDS", 3.0)  # the same with the 30 s default
+    cut = False
+
+    async def handle(request: web.Request, body: bytes, pass_on: PassOn) -> web.Response:
+        answer = await pass_on()
+        if cut and request.method == "PUT" and "/summary/" in request.path:
+            return web.Response(status=500, body=S3_ERROR, content_type="application/xml")
+        return answer
+
+    async with loopback_proxy(moto.url, handle) as proxy:
+        store = await open_s3_store(proxy, bucket, attempts=2)
+        settings = s3_settings(bucket, proxy, reference_url=sim.url, s3_attempts=2)
+        try:
+            async with api_server(settings, store) as api:
+                assert (await ingest(http, api, DAY))["status"] == "succeeded"
+                city_id, rows = await upstream_rows(http, sim)
+                cut = True
+                async with http.put(
+                    f"{api}/raw/{DAY}/{city_id}", data=json.dumps(rows[:3])
+                ) as response:
+                    status, answer = response.status, await response.json()
+                    location = response.headers["Location"]
+                cut = False
+                async with http.get(f"{api}{location}") as response:
+                    job = await response.json()
+            summary, _ = await read_summary(store, DATE)
+        finally:
+            await store.close()
+    assert summary["commit_id"].unique().to_list() == [job["job_id"]]  # the upload counts
+    assert job["commit_id"] == job["job_id"], job["error"]
+    assert status == 201, answer
