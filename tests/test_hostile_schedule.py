@@ -4,6 +4,7 @@ these are the values msgspec lets through."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 
@@ -13,8 +14,8 @@ import pytest
 
 from busstats.config import Settings
 from busstats.jobs import JobRecord
-from busstats.schedule import STATE_KEY, Scheduler, fired_key
-from busstats.store import LocalStore, Store
+from busstats.schedule import FIRED_PREFIX, STATE_KEY, Scheduler, fired_key
+from busstats.store import LocalStore, Store, StoreError
 from harness.servers import serve_process
 
 AT_SIX = dt.datetime(2024, 5, 2, 6, 0, tzinfo=dt.UTC)
@@ -120,3 +121,43 @@ async def test_a_fire_marker_with_a_time_without_zone_stops_nothing(store: Store
     )
     await schedule.check()  # TypeError: can't subtract offset-naive and offset-aware datetimes
     assert submitted.days == [YESTERDAY]
+
+
+class MarkerWriteFails(LocalStore):
+    """A local store whose first write of a day's marker naming its job fails (S3 down for
+    a moment): the job was submitted, the marker still says "claimed, no job yet"."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.failed = False
+
+    async def put_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
+        if key.startswith(FIRED_PREFIX) and b'"job_id":"' in data and not self.failed:
+            self.failed = True
+            raise StoreError(f"S3 put {key} failed: injected")
+        return await super().put_bytes(key, data, if_absent=if_absent, if_match=if_match)
+
+
+async def test_a_failed_marker_update_does_not_fire_the_day_twice(tmp_path: Path) -> None:
+    """ "Each day fires once across processes." _fire_once submits the job, then writes its
+    id into the marker; when that write fails with a StoreError (only PreconditionFailed and
+    ObjectNotFound are suppressed) the check fails, and lease_seconds later `_take_over`
+    reads the marker as left by a dead process and submits the day again: two jobs of one
+    scheduled day, although the first was recorded (and `job_exists` would have said so,
+    had the marker named it)."""
+    store = MarkerWriteFails(tmp_path / "store")
+    await store.put_bytes(STATE_KEY, state())
+    submitted = Submitted()
+    clock = Clock(AT_SIX)
+    schedule = Scheduler(
+        store, Settings(lease_seconds=30), submitted.submit, submitted.exists, clock
+    )
+    with contextlib.suppress(StoreError):
+        await schedule.check()  # the store fails once, the check says so
+    assert submitted.days == [YESTERDAY]
+    clock.moment = AT_SIX + dt.timedelta(minutes=5)  # the next checks, lease_seconds later
+    await schedule.check()
+    await schedule.check()
+    assert submitted.days == [YESTERDAY], "the scheduled day was submitted twice"
