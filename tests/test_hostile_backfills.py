@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -15,10 +16,11 @@ import aiohttp
 import msgspec
 
 from busstats.backfills import BackfillRecord
+from busstats.jobs import JobStore
 from busstats.layout import backfill_key
 from busstats.refsim import SimulatorConfig
 from busstats.store import LocalStore
-from harness.servers import serve_process, simulator
+from harness.servers import api_server, serve_process, settings_for, simulator
 
 FIRST, LAST = dt.date(2024, 5, 1), dt.date(2024, 5, 5)
 SLOW = SimulatorConfig(seed=1, rows=(5, 20), min_latency=30, max_latency=40)
@@ -83,3 +85,75 @@ async def test_sigterm_with_an_upload_waiting_for_a_slot_still_stops_within_seco
     backfill = msgspec.json.decode(stored, type=BackfillRecord)
     assert stopped_after < 10, f"SIGTERM took {stopped_after:.1f} s (or more) to stop the service"
     assert backfill.status == "interrupted", backfill
+
+
+class SlowJobCreate(LocalStore):
+    """A local store where, once `armed`, the next new job record waits for `gate` (a slow
+    PUT on S3): the backfill's driver is then inside `JobRunner.submit` for as long as the
+    test wants."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.armed = False
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def put_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
+        if self.armed and if_absent and re.fullmatch(r"jobs/[0-9a-f]{32}\.json", key):
+            self.armed = False
+            self.entered.set()
+            await self.gate.wait()
+        return await super().put_bytes(key, data, if_absent=if_absent, if_match=if_match)
+
+
+async def test_a_job_a_backfill_was_creating_when_the_service_stopped_ends_interrupted(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """The lifespan's shutdown stops the backfills (`stop_all`), then `JobRunner.close`
+    cancels the tasks of the jobs it knows. A job whose creation was under way in the
+    driver (`await self._runner.submit(day, ...)`) when stop_all ran is started after
+    close() listed its tasks: `_drive` re-checks only for CANCELLED (`_cancelled`), not
+    INTERRUPTED. That job then runs with the process's HTTP session and temp folder closed,
+    and ends `failed` "internal error" instead of "interrupted" (or is still running when
+    the service has stopped)."""
+    store = SlowJobCreate(tmp_path / "store")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    quick = SimulatorConfig(rows=(5, 10), min_latency=0.05, max_latency=0.2)
+    async with simulator(quick) as sim:
+        server = api_server(settings_for(store, sim, max_running_jobs=1, temp_dir=str(temp)), store)
+        url = await server.__aenter__()
+        query = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
+        async with http.post(f"{url}/process-request", params=query) as response:
+            assert response.status == 202, await response.text()
+            backfill_id = (await response.json())["backfill_id"]
+        store.armed = True  # the second date's job: created once the first has ended
+        async with asyncio.timeout(30):
+            await store.entered.wait()
+        stopping = asyncio.create_task(server.__aexit__(None, None, None))
+        async with asyncio.timeout(20):  # JobRunner.close() has run: its temp folder is gone
+            while any(temp.glob("*/*")):  # noqa: ASYNC110  (temp/busstats/proc-<pid>)
+                await asyncio.sleep(0.02)
+        store.gate.set()
+        async with asyncio.timeout(30):
+            await stopping
+        jobs = JobStore(store)
+        async with asyncio.timeout(10):  # whatever still runs in this event loop, ends
+            while True:
+                records = [
+                    await jobs.load(key.removeprefix("jobs/").removesuffix(".json"))
+                    for key in await store.list_keys("jobs/")
+                    if re.fullmatch(r"jobs/[0-9a-f]{32}\.json", key)
+                ]
+                if all(r is not None and r.finished for r in records):
+                    break
+                await asyncio.sleep(0.05)
+    backfill = msgspec.json.decode(
+        await store.get_bytes(backfill_key(backfill_id)), type=BackfillRecord
+    )
+    assert backfill.status == "interrupted", backfill
+    second = [r for r in records if r is not None and r.date == FIRST + dt.timedelta(days=1)]
+    for record in second:
+        assert (record.error or "").startswith("interrupted"), (record.status, record.error)
