@@ -157,3 +157,35 @@ async def test_a_job_a_backfill_was_creating_when_the_service_stopped_ends_inter
     second = [r for r in records if r is not None and r.date == FIRST + dt.timedelta(days=1)]
     for record in second:
         assert (record.error or "").startswith("interrupted"), (record.status, record.error)
+
+
+async def test_cancelling_the_first_ingest_of_a_date_leaves_the_date_as_it_was(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """DELETE /jobs/{id}: "the date keeps its previous commit". A date with no data yet gets
+    a placeholder summary when its ingest begins (commit.begin_date); a job ending by itself
+    without a commit drops it (drop_placeholder), a cancelled one does not: `_finish` skips
+    the sweep when `abort_reason` is set, and nothing else drops it (recovery fences and
+    sweeps it, and keeps it). From then on /country-stats reports the date as incomplete,
+    "the first ingest is still running, or was interrupted", instead of without data."""
+    store = LocalStore(tmp_path / "store")
+    day = FIRST.isoformat()
+    query = {"from": day, "to": day}
+    async with simulator(SLOW) as sim, api_server(settings_for(store, sim), store) as url:
+        before = await get_json(http, f"{url}/country-stats?from={day}&to={day}")
+        async with http.post(f"{url}/process-request", params={"date": day}) as response:
+            job_id = (await response.json())["job_id"]
+        async with asyncio.timeout(20):
+            while (await get_json(http, f"{url}/jobs/{job_id}"))["status"] != "running":  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        async with asyncio.timeout(20):  # running: its placeholder is written
+            while not await store.list_keys("summary/"):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        async with asyncio.timeout(15), http.delete(f"{url}/jobs/{job_id}") as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["error"] == "cancelled"
+        async with http.get(f"{url}/country-stats", params=query) as response:
+            after = await response.json()
+    assert before["dates_without_data"] == [day]
+    assert after["incomplete_dates"] == before["incomplete_dates"] == [], after
+    assert after["dates_without_data"] == [day]
