@@ -201,3 +201,53 @@ async def test_an_upload_whose_commit_landed_is_not_reported_as_nothing_committe
     assert summary["commit_id"].unique().to_list() == [job["job_id"]]  # the upload counts
     assert job["commit_id"] == job["job_id"], job["error"]
     assert status == 201, answer
+
+
+async def test_an_upload_during_an_s3_outage_answers_503_after_commit_seconds(
+    moto: MotoEndpoint,
+    bucket: str,
+    sim: RunningSimulator,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """S3 goes down for good at the upload's commit. "COMMIT_SECONDS: how long an upload's
+    commit is retried while the store is down; the client waits that long", then a 503
+    (docs/api.md "Store failures"). After the commit gives up, UploadJob.run confirms its
+    lease outside its `except` (StoreError escapes), and `JobRunner._finish` saves the end
+    with `save_end(None)`: retried for ever. The request hangs for the whole outage, and
+    with it a SIGTERM (uvicorn waits for it before the lifespan shutdown)."""
+    monkeypatch.setattr(uploads, "COMMIT_SECONDS", 3.0)
+    armed = down = False
+
+    async def handle(request: web.Request, body: bytes, pass_on: PassOn) -> web.Response:
+        nonlocal down
+        if (
+            armed
+            and request.method == "PUT"
+            and "/summary/" in request.path
+            and "If-Match" in request.headers
+        ):
+            down = True  # the commit: from here on, nothing answers
+        if down:
+            return web.Response(status=500, body=S3_ERROR, content_type="application/xml")
+        return await pass_on()
+
+    async with loopback_proxy(moto.url, handle) as proxy:
+        store = await open_s3_store(proxy, bucket, attempts=2)
+        settings = s3_settings(bucket, proxy, reference_url=sim.url, s3_attempts=2)
+        try:
+            async with api_server(settings, store) as api:
+                assert (await ingest(http, api, DAY))["status"] == "succeeded"
+                city_id, rows = await upstream_rows(http, sim)
+                armed = True
+                put_task = asyncio.create_task(
+                    put(http, api, city_id, json.dumps(rows).encode(), {})
+                )
+                answered, _ = await asyncio.wait({put_task}, timeout=20)
+                down = False  # heal, so that the request and the server can end
+                async with asyncio.timeout(60):
+                    status, answer = await put_task
+        finally:
+            await store.close()
+    assert answered, "the upload got no answer within 20 s of an outage (COMMIT_SECONDS 3)"
+    assert status == 503, answer
