@@ -251,3 +251,23 @@ async def test_an_upload_during_an_s3_outage_answers_503_after_commit_seconds(
             await store.close()
     assert answered, "the upload got no answer within 20 s of an outage (COMMIT_SECONDS 3)"
     assert status == 503, answer
+
+
+async def test_one_uploaded_city_does_not_make_a_date_without_data_read_complete(
+    tmp_path: Path, sim: RunningSimulator, http: aiohttp.ClientSession
+) -> None:
+    """ "A date with no data yet gets a commit with this one city" (docs/api.md): a summary
+    of one row, counted. /country-stats then reports the date complete (neither in
+    `dates_without_data` nor in `incomplete_dates`) with one country, while upstream lists
+    30 cities for it: the other countries' numbers are missing without a word. Before the
+    upload the date was reported without data; after it, it must at least read incomplete
+    (identify_city has upstream's city list at hand: the other cities could be listed as not
+    counted, "no data")."""
+    city_id, rows = await upstream_rows(http, sim)
+    store = LocalStore(tmp_path / "store")
+    async with api_server(settings_for(store, sim), store) as api:
+        status, job = await put(http, api, city_id, json.dumps(rows).encode(), {})
+        assert status == 201, job
+        async with http.get(f"{api}/country-stats", params={"from": DAY, "to": DAY}) as response:
+            answer = await response.json()
+    assert [gap["date"] for gap in answer["incomplete_dates"]] == [DAY], answer
