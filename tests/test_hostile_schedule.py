@@ -57,6 +57,7 @@ JUNK_STATES = [
     pytest.param(state(at="25:00"), id="hour-25"),
     pytest.param(state(at="nonsense"), id="at-not-a-time"),
     pytest.param(state(lag_days=100_000_000), id="lag-overflows-dates"),
+    pytest.param(state(last_date="9999-12-31"), id="last-date-at-the-end-of-time"),
 ]
 
 
