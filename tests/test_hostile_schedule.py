@@ -115,7 +115,8 @@ async def test_a_fire_marker_with_a_time_without_zone_stops_nothing(store: Store
     `clock() - claimed_at` raises TypeError: the check fails, at start-up too (the service
     does not start), and while it runs every later day stays unfired."""
     await store.put_bytes(STATE_KEY, state())
-    await store.put_bytes(fired_key(YESTERDAY), b'{"claimed_at": "2024-05-02T06:00:00"}')
+    # a claim made a day before (stale, read as UTC or not) that never named its job
+    await store.put_bytes(fired_key(YESTERDAY), b'{"claimed_at": "2024-05-01T06:00:00"}')
     submitted = Submitted()
     schedule = Scheduler(
         store, Settings(lease_seconds=30), submitted.submit, submitted.exists, Clock(AT_SIX)
