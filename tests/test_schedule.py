@@ -332,3 +332,24 @@ def test_the_setting_refuses_a_bad_time(value: str) -> None:
 
     with pytest.raises(ConfigError, match="BUSSTATS_SCHEDULE_AT"):
         Settings.from_env({"BUSSTATS_SCHEDULE_AT": value})
+
+
+async def test_http_says_why_a_stored_state_it_cannot_use_is_stopped(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """A state edited by hand into a lag out of bounds: GET /schedule answers 200, stopped,
+    with a `problem` naming the state and the way out; a start replaces it."""
+    settings = Settings(store=str(tmp_path / "store"))
+    bad = b'{"enabled": true, "at": "06:00", "lag_days": -3, "updated_at": "2024-05-01T00:00:00Z"}'
+    await LocalStore(tmp_path / "store").put_bytes(STATE_KEY, bad)
+    async with api_server(settings) as api:
+        async with http.get(f"{api}/schedule") as response:
+            assert response.status == 200, await response.text()
+            shown = await response.json()
+        assert (shown["enabled"], shown["next_run_at"]) == (False, None)
+        assert STATE_KEY in shown["problem"]
+        assert "POST /schedule/start" in shown["problem"]
+        async with http.post(f"{api}/schedule/start?at=06:00&lag_days=1") as response:
+            assert response.status == 200, await response.text()
+            started = await response.json()
+        assert (started["enabled"], started["lag_days"], started["problem"]) == (True, 1, None)

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from busstats import cli_client
 from busstats.app import create_app
-from busstats.client import JOBS_PAGE_LIMIT, URL_VARIABLE, default_url
+from busstats.client import JOBS_PAGE_LIMIT, URL_VARIABLE, default_url, service_url
 from busstats.config import ConfigError, Settings, settings_table, unknown_variables
 from busstats.logs import UVICORN_LOGGING, configure_logging
 from busstats.refsim import Fault, SimulatorConfig, create_simulator
@@ -95,6 +95,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _url(text: str) -> str:
+    """An http(s) URL, else a usage error (exit 2) saying so."""
+    try:
+        return service_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _client_commands(command: Callable[[str, str, str | None], argparse.ArgumentParser]) -> None:
     """`ingest`, `cancel`, `stats`, `jobs` and `upload`: clients of a running service."""
 
@@ -103,8 +111,9 @@ def _client_commands(command: Callable[[str, str, str | None], argparse.Argument
         parser.formatter_class = _ClientHelp  # the epilog lists exit codes, one a line
         parser.add_argument(
             "--url",
+            type=_url,
             default=default_url(),
-            help=f"the service; ${URL_VARIABLE} sets the default",
+            help=f"the service (http:// or https://); ${URL_VARIABLE} sets the default",
         )
         return parser
 

@@ -27,7 +27,9 @@ from busstats.client import (
     Client,
     JobView,
     ServiceError,
+    UnexpectedAnswer,
     Unreachable,
+    decode_answer,
     follow_backfill,
     wait_for,
 )
@@ -43,8 +45,8 @@ EXIT_CODES = f"""exit codes:
   {OK}  done (with --wait: every job succeeded)
   {JOB_NOT_SUCCEEDED}  a job ended partial or failed
   {USAGE}  usage error (bad arguments)
-  {SERVICE_ERROR}  the service answered an error (4xx/5xx); its reason is printed
-  {UNREACHABLE}  the service could not be reached"""
+  {SERVICE_ERROR}  the service answered an error (4xx/5xx), or an answer that is not the API's
+  {UNREACHABLE}  the service could not be reached, or its answer was cut short"""
 
 MAX_INGEST_DAYS = 366
 """The most dates one `busstats ingest --to` asks for, so that a typo in a year cannot start
@@ -69,6 +71,9 @@ def run(command: Callable[[Client, argparse.Namespace], Awaitable[int]], args: A
         return USAGE
     except ServiceError as exc:
         print(f"busstats: the service answered {exc.status}: {exc.message}", file=sys.stderr)
+        return SERVICE_ERROR
+    except UnexpectedAnswer as exc:
+        print(f"busstats: {args.url} is not answering as busstats does: {exc}", file=sys.stderr)
         return SERVICE_ERROR
     except Unreachable as exc:
         print(f"busstats: cannot reach the service: {exc}", file=sys.stderr)
@@ -213,7 +218,7 @@ async def stats(client: Client, args: argparse.Namespace) -> int:
             )
         _write(answer.body, args.output)
         return OK
-    _show_stats(msgspec.json.decode(answer.body, type=_Stats), args.output)
+    _show_stats(decode_answer(answer.body, _Stats, "GET /country-stats"), args.output)
     return OK
 
 
@@ -280,10 +285,6 @@ def _existing_file(name: str) -> Path:
     return path
 
 
-class _Uploaded(msgspec.Struct):
-    status: str
-
-
 async def upload(client: Client, args: argparse.Namespace) -> int:
     file = _existing_file(args.file)
     params = {
@@ -291,11 +292,7 @@ async def upload(client: Client, args: argparse.Namespace) -> int:
         for name, value in [("city_name", args.city_name), ("country", args.country)]
         if value is not None
     }
-    body = await client.upload(args.date, args.city_id, file, params)
-    try:
-        status = msgspec.json.decode(body, type=_Uploaded).status
-    except msgspec.DecodeError:  # not a job record: shown as sent
-        print(body.decode(errors="replace"))
-        return OK
+    body = await client.upload(args.date, args.city_id, file, params)  # a job record, checked
+    status = decode_answer(body, JobView, "PUT /raw").status
     print(msgspec.json.format(body, indent=2).decode())
-    return JOB_NOT_SUCCEEDED if status in ("partial", "failed") else OK
+    return OK if status == "succeeded" else JOB_NOT_SUCCEEDED

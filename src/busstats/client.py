@@ -1,9 +1,10 @@
 """The busstats HTTP API seen from a client: the calls the `busstats` client commands make.
 
 Every call raises `ServiceError` when the service answers an error (its `{"error": ...}`
-sentence) and `Unreachable` when no answer comes at all, so a command maps each to its own
-exit code. Records are decoded into small structs holding only what a client shows; fields the
-service adds later are ignored.
+sentence), `UnexpectedAnswer` when what answers is not the API (an HTML page, JSON of another
+shape, another format than asked for) and `Unreachable` when no complete answer comes at all,
+so a command maps each to its own exit code. Records are decoded into small structs holding
+only what a client shows; fields the service adds later are ignored.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -22,9 +24,36 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 URL_VARIABLE = "BUSSTATS_URL"
 """Environment variable naming the service, read when `--url` is not given."""
 
+STATS_MEDIA_TYPES = {
+    "json": "application/json",
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+    "arrow": "application/vnd.apache.arrow.stream",
+}
+"""The media type the service answers `GET /country-stats` with, by `format`."""
+
 FINAL_STATUSES = frozenset({"succeeded", "partial", "failed"})
 JOBS_PAGE_LIMIT = 1000
 """The most jobs the service returns in one page of `GET /jobs`."""
+
+
+def service_url(text: str) -> str:
+    """`text` if it is an http:// or https:// URL with a host; ValueError otherwise.
+
+    >>> service_url("http://127.0.0.1:8080")
+    'http://127.0.0.1:8080'
+    >>> service_url("127.0.0.1:8080")
+    Traceback (most recent call last):
+    ...
+    ValueError: '127.0.0.1:8080' is not an http:// or https:// URL
+    """
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r} is not an http:// or https:// URL")
+    return text
 
 
 def default_url() -> str:
@@ -42,7 +71,29 @@ class ServiceError(Exception):
 
 
 class Unreachable(Exception):
-    """No answer from the service: refused, reset, unknown host or timed out."""
+    """No complete answer from the service: refused, reset, cut short, unknown host or timed
+    out."""
+
+
+T = TypeVar("T")
+
+
+class UnexpectedAnswer(Exception):
+    """An answer that is not the API's: not HTTP, not JSON, JSON of another shape, or another
+    format than asked for (a proxy's page, another service on the port)."""
+
+
+def decode_answer(body: bytes, kind: type[T], what: str) -> T:
+    """`body` decoded as `kind`; UnexpectedAnswer, naming `what` was asked, if it is not one.
+
+    >>> decode_answer(b'{"error": "no"}', _ErrorBody, "GET /jobs").error
+    'no'
+    """
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.DecodeError as exc:
+        start = body[:60].decode("utf-8", "replace")
+        raise UnexpectedAnswer(f"{what}: not the API's answer ({exc}): {start!r}") from None
 
 
 class Accepted(msgspec.Struct, kw_only=True):
@@ -193,10 +244,12 @@ class Client:
             ) as response:
                 body = await response.read()
                 headers = {key.lower(): value for key, value in response.headers.items()}
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
             raise Unreachable(f"{self.url}: {exc or type(exc).__name__}") from None
-        except aiohttp.InvalidURL as exc:
-            raise Unreachable(f"not a URL: {exc}") from None
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
+            raise Unreachable(f"not an http(s) URL: {exc}") from None
+        except aiohttp.ClientError as exc:  # not HTTP as aiohttp reads it
+            raise UnexpectedAnswer(f"{method} {path}: {exc or type(exc).__name__}") from None
         if response.status not in expect:
             raise ServiceError(response.status, _error_message(body, response.reason))
         return body, headers
@@ -204,19 +257,19 @@ class Client:
     async def submit(self, day: str) -> Accepted:
         """Queue the ingest of one date (`POST /process-request`)."""
         body, _ = await self._call("POST", "/process-request", {"date": day}, expect=(202,))
-        return msgspec.json.decode(body, type=Accepted)
+        return decode_answer(body, Accepted, "POST /process-request")
 
     async def start_backfill(self, first: str, last: str) -> BackfillView:
         """Queue the ingest of every date from `first` to `last` as one backfill
         (`POST /process-request?from=&to=`); the service creates the jobs a few at a time."""
         params = {"from": first, "to": last}
         body, _ = await self._call("POST", "/process-request", params, expect=(202,))
-        return msgspec.json.decode(body, type=BackfillView)
+        return decode_answer(body, BackfillView, "POST /process-request")
 
     async def backfill(self, backfill_id: str) -> BackfillView:
         """The backfill's record now (`GET /backfills/{id}`)."""
         body, _ = await self._call("GET", f"/backfills/{backfill_id}")
-        return msgspec.json.decode(body, type=BackfillView)
+        return decode_answer(body, BackfillView, f"GET /backfills/{backfill_id}")
 
     async def cancel(self, some_id: str) -> tuple[str, Cancelled]:
         """Cancel the backfill with this id (`DELETE /backfills/{id}`), else the job with this
@@ -230,12 +283,12 @@ class Client:
                 raise
             what = "job"
             body, _ = await self._call("DELETE", f"/jobs/{some_id}", expect=(200, 202))
-        return what, msgspec.json.decode(body, type=Cancelled)
+        return what, decode_answer(body, Cancelled, f"DELETE /{what}s/{some_id}")
 
     async def job(self, job_id: str) -> JobView:
         """The job's record now (`GET /jobs/{id}`)."""
         body, _ = await self._call("GET", f"/jobs/{job_id}")
-        return msgspec.json.decode(body, type=JobView)
+        return decode_answer(body, JobView, f"GET /jobs/{job_id}")
 
     async def jobs(
         self, filters: dict[str, str], limit: int, page_size: int = JOBS_PAGE_LIMIT
@@ -246,7 +299,7 @@ class Client:
         left = limit
         while left > 0:
             body, _ = await self._call("GET", path, params)
-            page = msgspec.json.decode(body, type=_JobsPage)
+            page = decode_answer(body, _JobsPage, "GET /jobs")
             for listing in page.jobs[:left]:
                 yield listing
             left -= len(page.jobs)
@@ -258,21 +311,25 @@ class Client:
         """`GET /country-stats` in `fmt` (json, csv, parquet or arrow), bytes as sent."""
         params = {"from": start, "to": end, "format": fmt}
         body, headers = await self._call("GET", "/country-stats", params)
+        content_type = headers.get("content-type", "")
+        if content_type.split(";")[0].strip() != STATS_MEDIA_TYPES.get(fmt):
+            raise UnexpectedAnswer(
+                f"GET /country-stats: asked for {fmt}, the answer is {content_type or 'untyped'}"
+            )
         try:
             incomplete = int(headers.get("busstats-incomplete-dates", "0"))
         except ValueError:
             incomplete = 0
-        return StatsAnswer(
-            body=body, content_type=headers.get("content-type", ""), incomplete_dates=incomplete
-        )
+        return StatsAnswer(body=body, content_type=content_type, incomplete_dates=incomplete)
 
     async def upload(self, day: str, city_id: str, file: Path, params: dict[str, str]) -> bytes:
         """`PUT /raw/{date}/{city_id}` with the file's bytes streamed as the body; the job
-        record the service answers (JSON, as sent)."""
+        record the service answers (JSON, as sent, checked to be a job record)."""
         with file.open("rb") as stream:  # aiohttp sends an open file in chunks
             body, _ = await self._call(
-                "PUT", f"/raw/{day}/{city_id}", params or None, data=stream, expect=(200, 201)
+                "PUT", f"/raw/{day}/{city_id}", params or None, data=stream, expect=(201,)
             )
+        decode_answer(body, JobView, f"PUT /raw/{day}/{city_id}")
         return body
 
 

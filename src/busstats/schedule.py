@@ -23,19 +23,22 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from typing import Annotated, NamedTuple
 
 import msgspec
+import stamina
 
 from busstats.config import Settings
 from busstats.jobs import JobRecord
-from busstats.store import ObjectNotFound, PreconditionFailed, Store, StoreError
+from busstats.store import ObjectNotFound, PreconditionFailed, Store, StoreError, store_down
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "schedule/state.json"
 FIRED_PREFIX = "schedule/fired/"
 MAX_LAG_DAYS = 365
-_AT = re.compile(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?")
+_AT_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$"
+_AT = re.compile(_AT_PATTERN)
 _WRITE_ATTEMPTS = 5
 
 Clock = Callable[[], dt.datetime]
@@ -46,17 +49,32 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+TimeOfDay = Annotated[str, msgspec.Meta(pattern=_AT_PATTERN)]
+LagDays = Annotated[int, msgspec.Meta(ge=0, le=MAX_LAG_DAYS)]
+
+
 class ScheduleState(msgspec.Struct, kw_only=True):
-    """What `schedule/state.json` holds."""
+    """What `schedule/state.json` holds. Decoding checks the values too (a time of day, a lag
+    within the settings' bounds, a date the schedule can count on from): a state written by
+    hand or by another version that breaks them fails to decode, and reads as unusable."""
 
     enabled: bool
-    at: str | None
+    at: TimeOfDay | None
     """The time of day it fires, `HH:MM` or `HH:MM:SS`, UTC."""
-    lag_days: int
+    lag_days: LagDays
     """Each fire ingests the day this many days before the fire's day (1: yesterday)."""
     last_date: dt.date | None = None
     """The latest day fired (or, right after a start, the latest day that was already due)."""
     updated_at: dt.datetime
+
+    def __post_init__(self) -> None:
+        # msgspec's Meta has no bounds for dates; a ValueError here fails the decode
+        if self.last_date is not None and self.last_date >= _LAST_USABLE_DATE:
+            raise ValueError(f"last_date {self.last_date} is past {_LAST_USABLE_DATE}")
+
+
+_LAST_USABLE_DATE = dt.date(9000, 1, 1)
+"""Dates from here on leave no room for the days a schedule counts forward."""
 
 
 class ScheduleView(msgspec.Struct, kw_only=True):
@@ -69,13 +87,28 @@ class ScheduleView(msgspec.Struct, kw_only=True):
     updated_at: dt.datetime | None
     next_run_at: dt.datetime | None
     next_date: dt.date | None
+    problem: str | None = None
+    """Why the schedule is stopped when the stored state cannot be used (null otherwise)."""
 
 
 class FireMarker(msgspec.Struct, kw_only=True):
     """`schedule/fired/<date>`: which process claimed the day, and the job it submitted."""
 
     claimed_at: dt.datetime
+    """When it was claimed; a time written without a zone is read as UTC."""
     job_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.claimed_at.tzinfo is None:
+            self.claimed_at = self.claimed_at.replace(tzinfo=dt.UTC)
+
+
+class Stored(NamedTuple):
+    """The schedule's state as read, the version read, and why it is unusable (if it is)."""
+
+    state: ScheduleState
+    etag: str
+    problem: str | None = None
 
 
 def valid_at(text: str) -> bool:
@@ -160,6 +193,8 @@ class Scheduler:
             await self.check()
         except StoreError as exc:
             log.error("the schedule could not start its catch-up yet: %s", exc)
+        except Exception:  # the schedule never stops the service from starting
+            log.exception("the schedule's catch-up at start failed")
         self._task = asyncio.create_task(self._keep(), name="schedule")
 
     async def close(self) -> None:
@@ -181,9 +216,9 @@ class Scheduler:
                 next_run_at=None,
                 next_date=None,
             )
-        state = found[0]
+        state = found.state
         next_run = next_date = None
-        if state.enabled and state.at is not None:
+        if state.enabled and state.at is not None and found.problem is None:
             next_run = next_fire(self._clock(), state.at)
             next_date = next_run.date() - dt.timedelta(days=state.lag_days)
         return ScheduleView(
@@ -194,6 +229,7 @@ class Scheduler:
             updated_at=state.updated_at,
             next_run_at=next_run,
             next_date=next_date,
+            problem=found.problem,
         )
 
     async def change(self, *, enabled: bool, at: str | None, lag_days: int | None) -> None:
@@ -203,7 +239,7 @@ class Scheduler:
         for _ in range(_WRITE_ATTEMPTS):
             found = await self._read()
             moment = self._clock()
-            state = found[0] if found else self._seeded(enabled=False)
+            state = found.state if found else self._seeded(enabled=False)
             state.at = at or state.at
             state.lag_days = state.lag_days if lag_days is None else lag_days
             if enabled and state.at is None:
@@ -214,7 +250,7 @@ class Scheduler:
                 state.last_date = due if state.last_date is None else max(state.last_date, due)
             state.enabled = enabled
             state.updated_at = moment
-            if await self._write(state, found[1] if found else None):
+            if await self._write(state, found.etag if found else None):
                 self._wake.set()
                 return
         raise StoreError("the schedule changed under every attempt to update it; try again")
@@ -223,10 +259,10 @@ class Scheduler:
         """Fire every due day not fired yet; returns the days this process fired."""
         async with self._checking:
             found = await self._read()
-            self._last_seen = None if found is None else found[0]
-            if found is None:
+            self._last_seen = None if found is None or found.problem else found.state
+            if found is None or found.problem:
                 return []
-            days = due_days(found[0], self._clock(), self._settings.schedule_catch_up_days)
+            days = due_days(found.state, self._clock(), self._settings.schedule_catch_up_days)
             fired = [day for day in days if await self._fire_once(day)]
             if days and all([await self._fired(day) for day in days]):
                 await self._advance(days[-1])
@@ -237,17 +273,44 @@ class Scheduler:
         key = fired_key(day)
         claim = msgspec.json.encode(FireMarker(claimed_at=self._clock()))
         try:
-            etag = await self._store.put_bytes(key, claim, if_absent=True)
+            etag = await self._put_marker(key, claim, if_absent=True)
         except PreconditionFailed:
             etag = await self._take_over(key)
             if etag is None:
                 return False
+        except StoreError as exc:  # not claimed: the next check tries again
+            log.warning("the schedule could not claim %s yet: %s", day, exc)
+            return False
         job = await self._submit(day)
-        marker = FireMarker(claimed_at=self._clock(), job_id=job.job_id)
-        with contextlib.suppress(PreconditionFailed, ObjectNotFound):
-            await self._store.put_bytes(key, msgspec.json.encode(marker), if_match=etag)
+        marker = msgspec.json.encode(FireMarker(claimed_at=self._clock(), job_id=job.job_id))
+        try:
+            await self._put_marker(key, marker, if_match=etag)
+        except (PreconditionFailed, ObjectNotFound):
+            pass
+        except StoreError as exc:
+            # the claim stays without its job: after lease_seconds another check fires the
+            # day again (ingested twice, which is safe; see docs/schedule.md)
+            log.error("the schedule could not record job %s in %s: %s", job.job_id, key, exc)
         log.info("the schedule submitted job %s for %s", job.job_id, day)
         return True
+
+    async def _put_marker(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
+        """Write a marker, trying again while the store is down, for at most half a lease (so
+        that the claim is still fresh when its job is named)."""
+        async for attempt in stamina.retry_context(
+            on=store_down,
+            attempts=None,
+            timeout=self._settings.lease_seconds / 2,
+            wait_initial=0.1,
+            wait_max=5,
+        ):
+            with attempt:
+                return await self._store.put_bytes(
+                    key, data, if_absent=if_absent, if_match=if_match
+                )
+        raise AssertionError("unreachable: stamina returns or raises")
 
     async def _take_over(self, key: str) -> str | None:
         """Claim a marker left by a process that died before its job was recorded; None
@@ -285,9 +348,11 @@ class Scheduler:
         """Move `last_date` forward to `day` (never back)."""
         for _ in range(_WRITE_ATTEMPTS):
             found = await self._read()
-            if found is None or (found[0].last_date is not None and found[0].last_date >= day):
+            if found is None or found.problem is not None:
                 return
-            state, etag = found
+            state, etag, _ = found
+            if state.last_date is not None and state.last_date >= day:
+                return
             state.last_date = day
             if await self._write(state, etag):
                 return
@@ -298,10 +363,13 @@ class Scheduler:
         while True:
             wait, target = self._settings.lease_seconds, None
             state = self._last_seen  # as the last check read it: one read per check
-            if state is not None and state.enabled and state.at is not None:
-                moment = self._clock()
-                target = next_fire(moment, state.at)
-                wait = min(wait, (target - moment).total_seconds())
+            try:
+                if state is not None and state.enabled and state.at is not None:
+                    moment = self._clock()
+                    target = next_fire(moment, state.at)
+                    wait = min(wait, (target - moment).total_seconds())
+            except Exception:  # a value the state's checks let through: check at the lease
+                log.exception("the schedule could not compute its next fire")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
@@ -334,17 +402,23 @@ class Scheduler:
             updated_at=self._clock(),
         )
 
-    async def _read(self) -> tuple[ScheduleState, str] | None:
+    async def _read(self) -> Stored | None:
+        """The stored state; one that does not decode or breaks the state's checks reads as
+        stopped, with the reason as `problem`, until a start or stop replaces it (If-Match on
+        this version)."""
         try:
             found = await self._store.get_versioned(STATE_KEY)
         except ObjectNotFound:
             return None
         try:
-            return msgspec.json.decode(found.data, type=ScheduleState), found.etag
-        except msgspec.DecodeError as exc:
-            # stopped until a start or stop replaces it (If-Match on this version)
+            return Stored(msgspec.json.decode(found.data, type=ScheduleState), found.etag)
+        except msgspec.DecodeError as exc:  # ValidationError too: a value out of bounds
             log.error("%s is unreadable, the schedule is stopped: %s", STATE_KEY, exc)
-            return self._seeded(enabled=False), found.etag
+            problem = (
+                f"the stored schedule ({STATE_KEY}) is unreadable: {exc}; the schedule is"
+                " stopped until POST /schedule/start (or /schedule/stop) replaces it"
+            )
+            return Stored(self._seeded(enabled=False), found.etag, problem)
 
     async def _write(self, state: ScheduleState, etag: str | None) -> bool:
         """Create (etag None) or replace version `etag`; False if someone else was first."""
