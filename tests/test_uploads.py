@@ -19,7 +19,7 @@ import pytest
 from multidict import CIMultiDictProxy
 
 from busstats.cities import City
-from busstats.commit import StoredCity, read_summary, upload_rows
+from busstats.commit import ONLY_UPLOADED, StoredCity, read_summary, upload_rows
 from busstats.refsim import SimulatorConfig
 from busstats.store import LocalStore, Store
 from busstats.summary import SUMMARY_SCHEMA
@@ -165,10 +165,13 @@ async def test_a_gzip_body_is_decoded_and_stored_as_sent_decoded(
     assert job["cities"][0]["rows"] == len(json.loads(body))
     assert job["cities"][0]["raw_bytes"] == len(body)
     summary, _ = await read_summary(store, DATE)
-    assert [(r["city_id"], r["counted"]) for r in summary.iter_rows(named=True)] == [
-        (city_id, True)
-    ]
-    assert await store.get_bytes(summary["raw_key"][0]) == body
+    counted = summary.filter("counted")
+    assert counted["city_id"].to_list() == [city_id]
+    # a date without data: the other cities upstream lists are there, not counted
+    others = summary.filter(~pl.col("counted"))
+    assert len(others) == len(await cities_of(http, simulator)) - 1
+    assert set(others["missing_reason"]) == {ONLY_UPLOADED}
+    assert await store.get_bytes(counted["raw_key"][0]) == body
 
 
 async def test_bad_uploads_are_refused_and_change_nothing(

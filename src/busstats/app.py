@@ -45,7 +45,12 @@ from busstats.uploads import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JobAccepted", "create_app"]
+__all__ = ["GRACEFUL_SHUTDOWN_SECONDS", "JobAccepted", "create_app"]
+
+GRACEFUL_SHUTDOWN_SECONDS = 3
+"""How long a stopping server (SIGTERM) lets requests in flight finish before it cancels
+them and stops the jobs: an upload waiting for a job slot must not hold the stop up. The
+job of a cancelled upload request ends interrupted, as the other jobs do."""
 
 
 def json_response(payload: Any, status_code: int = 200) -> Response:
@@ -98,7 +103,7 @@ async def put_raw(request: Request) -> Response:
     try:
         day = day_of(request.path_params["date"])
         city_id = city_id_of(request.path_params["city_id"])
-        city = await identify_city(
+        city, others = await identify_city(
             request.app.state.store,
             runner.reference_client(),
             day,
@@ -125,8 +130,9 @@ async def put_raw(request: Request) -> Response:
                 parquet_path,
                 raw,
             )
-            upload = ConvertedUpload(city, raw_path, parquet_path, raw, result)
-            job = await runner.run_upload(day, upload)
+            upload = ConvertedUpload(city, raw_path, parquet_path, raw, result, others)
+            # the job owns the files from here, whatever becomes of this request
+            job = await runner.run_upload(day, upload.handed_over())
     except UploadRefused as exc:
         return error_response(str(exc), exc.status)
     except ClientDisconnect:

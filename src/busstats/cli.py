@@ -13,7 +13,7 @@ import uvicorn
 from aiohttp import web
 
 from busstats import cli_client
-from busstats.app import create_app
+from busstats.app import GRACEFUL_SHUTDOWN_SECONDS, create_app
 from busstats.client import JOBS_PAGE_LIMIT, URL_VARIABLE, default_url, service_url
 from busstats.config import ConfigError, Settings, settings_table, unknown_variables
 from busstats.logs import UVICORN_LOGGING, configure_logging
@@ -299,7 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     if args.command == "serve":
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, **UVICORN_LOGGING)
+        uvicorn.run(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            **UVICORN_LOGGING,
+        )
     elif args.command == "refsim":
         web.run_app(create_simulator(_simulator_config(args)), host=args.host, port=args.port)
     else:

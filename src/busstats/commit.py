@@ -92,11 +92,22 @@ def summary_rows(
     return pl.DataFrame(rows, schema=SUMMARY_SCHEMA).with_columns(commit_id=pl.lit(run_id))
 
 
+ONLY_UPLOADED = "no data: only uploaded cities are stored for this date"
+"""Why a city upstream lists is not counted on a date that only uploads ever committed."""
+
+
 def upload_rows(
-    day: dt.date, previous: pl.DataFrame, stored: StoredCity, run_id: str
+    day: dt.date,
+    previous: pl.DataFrame,
+    stored: StoredCity,
+    run_id: str,
+    others: Iterable[City] = (),
 ) -> pl.DataFrame:
     """The date's new summary after an upload of one city: every other city's row of
     `previous` exactly as it was (counted or not), and this city's row replaced or added.
+    A date without a commit yet (`previous` has no rows) lists `others` (the other cities
+    upstream lists) as not counted, ONLY_UPLOADED: the date then reads incomplete, never
+    complete with one city.
 
     >>> city = City(7, "Ghent", "BE")
     >>> new = StoredCity(city, "raw/k", "parquet/k", 3, 40, 60_000_000, False)
@@ -105,7 +116,7 @@ def upload_rows(
     [3]
     """
     city = stored.city
-    others = previous.filter(pl.col("city_id") != city.id).drop("commit_id")
+    kept = previous.filter(pl.col("city_id") != city.id).drop("commit_id")
     row = pl.DataFrame(
         [
             {
@@ -126,7 +137,26 @@ def upload_rows(
         ],
         schema={k: v for k, v in SUMMARY_SCHEMA.items() if k != "commit_id"},
     )
-    return pl.concat([others, row]).with_columns(commit_id=pl.lit(run_id))
+    missing = pl.DataFrame(
+        [
+            {
+                "date": day,
+                "city_id": other.id,
+                "city_name": other.name,
+                "country": other.country,
+                "buses": 0,
+                "passengers": 0,
+                "delay_microseconds": 0,
+                "accident": False,
+                "counted": False,
+                "missing_reason": ONLY_UPLOADED,
+            }
+            for other in (others if previous.is_empty() else ())
+            if other.id != city.id
+        ],
+        schema=row.schema,
+    )
+    return pl.concat([kept, missing, row]).with_columns(commit_id=pl.lit(run_id))
 
 
 async def read_summary(store: Store, day: dt.date) -> tuple[pl.DataFrame, Versioned | None]:
@@ -158,20 +188,37 @@ async def commit_date(
 ) -> None:
     """Commit `day`: read its summary, make the new rows from it (`new_rows`), confirm the
     run still holds the date, and replace exactly the version read; on a lost race, read
-    again. Raises PreconditionFailed after COMMIT_ATTEMPTS lost races, and whatever
-    `confirm_lease` raises when the run no longer holds the date."""
+    again. A run commits once: a summary committed by `run_id` already is this run's own
+    earlier write whose answer was lost (the store's retry of it is then refused as a lost
+    race), and the commit is done. Raises PreconditionFailed after
+    COMMIT_ATTEMPTS lost races, and whatever `confirm_lease` raises when the run no longer
+    holds the date."""
+    previous, read = await read_summary(store, day)
     for _ in range(COMMIT_ATTEMPTS):
-        previous, read = await read_summary(store, day)
+        if committed_by(previous, run_id):  # an earlier try landed; its answer was lost
+            return
         rows = new_rows(previous)
         await confirm_lease()
         try:
             await write_summary(store, day, rows, read, run_id)
             return
         except PreconditionFailed:
-            continue  # the summary changed since we read it: read it again
+            # the summary changed since we read it: read it again
+            previous, read = await read_summary(store, day)
+    if committed_by(previous, run_id):
+        return
     raise PreconditionFailed(
         f"the summary of {day} changed under run {run_id} {COMMIT_ATTEMPTS} times"
     )
+
+
+def committed_by(summary: pl.DataFrame, run_id: str) -> bool:
+    """Whether `summary` is the commit of run `run_id` (a fence rewrites it unchanged).
+
+    >>> committed_by(pl.DataFrame(schema=SUMMARY_SCHEMA), "f" * 32)
+    False
+    """
+    return run_id in summary["commit_id"].to_list()
 
 
 async def begin_date(store: Store, day: dt.date, run_id: str) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from busstats import logs, metrics
-from busstats.commit import fence_date, read_summary, sweep_date
+from busstats.commit import drop_placeholder, fence_date, read_summary, sweep_date
 from busstats.config import Settings
 from busstats.executors import Executor, executor_for
 from busstats.ingest import Ingest
@@ -40,7 +40,11 @@ PROGRESS_SAVE_SECONDS = 1.0
 JobWork = Ingest | UploadJob
 """What a job does under its date's lease: fetch every city, or store an upload."""
 SHUTDOWN_SAVE_SECONDS = 4.0
+UPLOAD_ANSWER_SECONDS = 5.0
+"""How long an upload's request waits for its job's end to be recorded once the end is
+known: with the store down, the request answers and the recording goes on in the background."""
 CANCELLED = "cancelled"
+COMMITTED = "has committed and is finishing; its data counts"
 
 
 class CannotCancel(Exception):
@@ -60,14 +64,23 @@ class RunningJob:
     task: asyncio.Task[None] | None = None
     finishing: bool = False
     """Set once the job records its end: from then on nothing may cancel it."""
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the job's end is known (`finishing`), before it is recorded."""
 
     @property
     def job(self) -> JobRecord:
         return self.recorder.job
 
+    @property
+    def committed(self) -> bool:
+        """The job's commit is written: from then on nothing may cancel it (its data counts
+        whatever a cancel would say)."""
+        return self.job.commit_id is not None
+
     def abort(self, reason: str) -> None:
-        """Stop the job's remaining work; it ends `failed` with `reason`."""
-        if self.abort_reason is None and not self.finishing:
+        """Stop the job's remaining work; it ends `failed` with `reason`. Nothing once it
+        has committed or is recording its end."""
+        if self.abort_reason is None and not self.finishing and not self.committed:
             self.abort_reason = reason
             if self.task is not None:
                 self.task.cancel()
@@ -127,12 +140,23 @@ class JobRunner:
         etag = await self.jobs.create(job)
         recorder = JobRecorder(self.jobs, job, etag, PROGRESS_SAVE_SECONDS)
         running = RunningJob(recorder, lease)
+        if await self._interrupted_if_closing(running):
+            return job
         running.task = asyncio.create_task(
             self._run(running, lambda: self._ingest_work(running)),
             name=f"ingest {day} {job.job_id}",
         )
         self._running[job.job_id] = running
         return job
+
+    async def _interrupted_if_closing(self, running: RunningJob) -> bool:
+        """A job created while the service stops (its creation was under way when `close()`
+        ran) is never started: it ends interrupted, like the jobs `close()` stopped."""
+        if not self._closing:
+            return False
+        running.job.fail(INTERRUPTED)
+        await self._finish(running, swept=True)  # it never touched its date
+        return True
 
     async def wait_for_end(self, job_id: str) -> JobRecord | None:
         """Wait until a job this process runs has ended and recorded its end (or given up
@@ -152,11 +176,14 @@ class JobRunner:
     async def cancel(self, job_id: str) -> JobRecord:
         """Cancel a job this process runs: a queued one never starts, a running one stops
         its cities; either ends `failed` with the reason "cancelled", and the date keeps its
-        previous commit. Returns the ended record.
+        previous commit (the placeholder of a date without one is dropped: it reads as
+        without data, as before). Returns the ended record.
 
-        Raises CannotCancel for a job that has ended or that another process runs, and
-        KeyError for no such job."""
+        Raises CannotCancel for a job that has ended, has committed (its data counts), or
+        that another process runs, and KeyError for no such job."""
         running = self._running.get(job_id)
+        if running is not None and running.committed and not running.job.finished:
+            raise CannotCancel(f"job {job_id} {COMMITTED}")
         if running is not None:
             was_ending = running.finishing
             running.abort(CANCELLED)
@@ -235,7 +262,33 @@ class JobRunner:
     async def run_upload(self, day: dt.date, upload: ConvertedUpload) -> JobRecord:
         """Record a job for an upload already received and converted, run it like an
         ingest (job lease, then the date's lease, waiting behind jobs of that date) and
-        return it once its end is recorded. The caller keeps `upload`'s files until then."""
+        return it once its end is recorded, or once its end is known if recording it takes
+        longer than UPLOAD_ANSWER_SECONDS (the store is down: recording goes on in the
+        background). The job owns `upload`'s files from this call on, and removes them when
+        it has ended, even if the caller is cancelled meanwhile.
+
+        >>> job = await runner.run_upload(day, upload)
+        >>> job.commit_id == job.job_id
+        True
+        """
+        try:
+            running = await self._create_upload_job(day, upload)
+        except BaseException:
+            upload.discard()
+            raise
+        if running.task is None:  # created while the service stops
+            upload.discard()
+            return running.job
+        ended = asyncio.ensure_future(running.ended.wait())
+        try:  # asyncio.wait never cancels the job along with this request
+            await asyncio.wait({running.task, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+        if not running.task.done():
+            await asyncio.wait({running.task}, timeout=UPLOAD_ANSWER_SECONDS)
+        return running.job
+
+    async def _create_upload_job(self, day: dt.date, upload: ConvertedUpload) -> RunningJob:
         job = JobRecord.new(day, JobSource.UPLOAD)
         result = upload.result
         job.cities = [
@@ -255,13 +308,19 @@ class JobRunner:
         etag = await self.jobs.create(job)
         recorder = JobRecorder(self.jobs, job, etag, PROGRESS_SAVE_SECONDS)
         running = RunningJob(recorder, lease)
+        if await self._interrupted_if_closing(running):
+            return running
         running.task = asyncio.create_task(
-            self._run(running, lambda: self._upload_work(running, upload)),
-            name=f"upload {day} {job.job_id}",
+            self._run_upload(running, upload), name=f"upload {day} {job.job_id}"
         )
         self._running[job.job_id] = running
-        await asyncio.shield(running.task)
-        return job
+        return running
+
+    async def _run_upload(self, running: RunningJob, upload: ConvertedUpload) -> None:
+        try:
+            await self._run(running, lambda: self._upload_work(running, upload))
+        finally:
+            upload.discard()
 
     def reference_client(self) -> ReferenceClient:
         """A client of the reference server sharing this process's connections."""
@@ -278,12 +337,17 @@ class JobRunner:
         """Record the end (retrying while the store is down), give back the leases."""
         job = running.job
         running.finishing = True
+        running.ended.set()
         metrics.record_job(job.status, logs.job_seconds(job))
         logs.log_job_finished(job)
         await running.recorder.stop()
         timeout = SHUTDOWN_SAVE_SECONDS if self._closing else None
         recorded = await running.recorder.save_end(timeout)
-        if not swept and running.date_lease is not None and running.abort_reason is None:
+        if (
+            not swept
+            and running.date_lease is not None
+            and running.abort_reason in (None, CANCELLED)
+        ):
             swept = await self._sweep_holding_lease(running, timeout)
         if running.date_lease is not None:
             await self._quietly(self.leases.release(running.date_lease), "release a date lease")
@@ -295,12 +359,15 @@ class JobRunner:
 
     async def _sweep_holding_lease(self, running: RunningJob, limit: float | None) -> bool:
         """Remove what a job cut short left under its date, after making sure the date is
-        still its own; False if that failed."""
+        still its own, and the placeholder of a date it began without committing (the date
+        then reads as without data, as before); False if that failed."""
         day = running.job.date
         try:
             async with asyncio.timeout(limit):
                 await self._renew(running, "date_lease")
                 await sweep_date(self._store, day)
+                if running.job.commit_id is None:
+                    await drop_placeholder(self._store, day)
         except LeaseLost:
             running.date_lease = None
             return False
@@ -439,6 +506,10 @@ class JobRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for running in list(self._running.values()):
+            if not running.job.finished:  # its task was cancelled before it ever ran
+                running.job.fail(INTERRUPTED)
+                await self._finish(running, swept=True)
         if self._opened is not None:
             await self._opened[1].close()
         await self.resources.close()

@@ -9,6 +9,7 @@ summary that keeps every other city's row as it was (`busstats.commit.upload_row
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 
 COMMIT_SECONDS = 30.0
 """How long an upload's commit is retried while the store is down; the client waits that long."""
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+"""zlib's window bits for a gzip member, header and trailer included."""
 _DECODE_STEP = 1 << 20
 """Bytes of decoded output produced per step of gzip decoding: a small body cannot expand
 into more than this at once (a gzip bomb stops at the cap, one step past it at most)."""
@@ -103,7 +106,8 @@ async def receive_body(
 ) -> Download:
     """Write the (gzip-decoded) body to `dest`, never more than `max_bytes` of it, and
     return its size and SHA-256. Stops reading at the cap: UploadRefused(413). An encoding
-    other than gzip or identity: 415; a broken gzip stream: 400.
+    other than gzip or identity: 415; a broken gzip stream: 400. A gzip body of several
+    members (`cat a.gz b.gz`) is decoded whole, as `gzip -d` does, under the same cap.
 
     >>> import asyncio, io
     >>> async def body():
@@ -120,7 +124,7 @@ async def receive_body(
     announced = content_length if content_length and content_length.isdigit() else None
     if not gzipped and announced is not None and int(announced) > max_bytes:
         raise _too_large(max_bytes)
-    decoder = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS) if gzipped else None
+    decoder = zlib.decompressobj(wbits=_GZIP_WBITS) if gzipped else None
     digest = hashlib.sha256()
     size = 0
 
@@ -138,9 +142,14 @@ async def receive_body(
                 write(chunk)
                 continue
             pending = chunk
-            while pending and not decoder.eof:
+            while pending:
+                if decoder.eof:  # the next member (RFC 1952 2.2), after any zero padding
+                    pending = pending.lstrip(b"\0")
+                    if not pending:
+                        break
+                    decoder = zlib.decompressobj(wbits=_GZIP_WBITS)
                 write(decoder.decompress(pending, _DECODE_STEP))
-                pending = decoder.unconsumed_tail
+                pending = decoder.unused_data if decoder.eof else decoder.unconsumed_tail
         if decoder is not None and not decoder.eof:
             raise UploadRefused(400, "the gzip body ends before its end (truncated)")
     except zlib.error as exc:
@@ -155,14 +164,23 @@ async def identify_city(
     city_id: int,
     city_name: str | None,
     country: str | None,
-) -> City:
+) -> tuple[City, tuple[City, ...]]:
     """Name and country of the uploaded city: from the date's committed summary (its row,
     counted or not), else from upstream's city list, else from `city_name` and `country`.
     When those are given for a known city they must match it. UploadRefused(400) otherwise.
-    Upstream unreachable counts as not listing the city (the log says so)."""
+    Upstream unreachable counts as not listing the city (the log says so).
+
+    Also returns the other cities upstream lists when the date has no commit yet (else, or
+    when upstream's list is unavailable, none): see `ConvertedUpload.others`."""
     if (city_name is None) != (country is None):
         raise UploadRefused(400, "give both 'city_name' and 'country', or neither")
-    known = await _known_city(store, client, day, city_id)
+    known, others = await _known_city(store, client, day, city_id)
+    return _checked_city(day, city_id, known, city_name, country), others
+
+
+def _checked_city(
+    day: dt.date, city_id: int, known: City | None, city_name: str | None, country: str | None
+) -> City:
     if known is None:
         if city_name is None or country is None:
             raise UploadRefused(
@@ -184,19 +202,18 @@ async def identify_city(
 
 async def _known_city(
     store: Store, client: ReferenceClient, day: dt.date, city_id: int
-) -> City | None:
+) -> tuple[City | None, tuple[City, ...]]:
     summary, _ = await read_summary(store, day)
     for row in summary.filter(city_id=city_id).iter_rows(named=True):
-        return City(city_id, row["city_name"], row["country"])
+        return City(city_id, row["city_name"], row["country"]), ()
     try:
         listed = await client.cities()
     except ReferenceError as exc:
         log.warning("upload of city %s: upstream's city list is unavailable: %s", city_id, exc)
-        return None
-    for city in listed.cities:
-        if city.id == city_id:
-            return City(city.id, city.name, city.country)
-    return None
+        return None, ()
+    cities = tuple(City(city.id, city.name, city.country) for city in listed.cities)
+    others = tuple(c for c in cities if c.id != city_id) if summary.is_empty() else ()
+    return next((c for c in cities if c.id == city_id), None), others
 
 
 async def convert_upload(
@@ -230,6 +247,26 @@ class ConvertedUpload:
     parquet_path: Path
     raw: Download
     result: ConversionResult
+    others: tuple[City, ...] = ()
+    """The other cities upstream lists, when the date had no commit when the upload came:
+    the summary then lists them as not counted (the date reads incomplete, not complete)."""
+
+    def handed_over(self) -> ConvertedUpload:
+        """The same upload with its files renamed away from the paths the request's
+        `temp_files()` removes when the request ends (cancelled at shutdown, say): the job
+        owns them from here (`JobRunner.run_upload`), and removes them once it has ended."""
+        raw_path = self.raw_path.with_name(f"{self.raw_path.stem}-job{self.raw_path.suffix}")
+        parquet_path = self.parquet_path.with_name(
+            f"{self.parquet_path.stem}-job{self.parquet_path.suffix}"
+        )
+        self.raw_path.rename(raw_path)
+        self.parquet_path.rename(parquet_path)
+        return dataclasses.replace(self, raw_path=raw_path, parquet_path=parquet_path)
+
+    def discard(self) -> None:
+        """Remove the temporary files (the job owns them once it exists)."""
+        for path in (self.raw_path, self.parquet_path):
+            path.unlink(missing_ok=True)
 
 
 class UploadJob:
@@ -286,18 +323,27 @@ class UploadJob:
         report.duration_seconds = round(time.monotonic() - started, 3)
         metrics.record_city(report.status, report.raw_bytes, report.rows, report.invalid_rows)
         logs.log_city_finished(job, report)
-        await self._confirm_lease()  # never sweep a date another job may be writing by now
-        removed = await sweep_date(self._store, day)
-        if removed:
-            log.info("upload %s removed %d superseded files", run_id, len(removed))
-        if job.commit_id is None:
-            await drop_placeholder(self._store, day)
+        try:
+            await self._confirm_lease()  # never sweep a date another job may be writing by now
+            removed = await sweep_date(self._store, day)
+            if removed:
+                log.info("upload %s removed %d superseded files", run_id, len(removed))
+            if job.commit_id is None:
+                await drop_placeholder(self._store, day)
+        except StoreError as exc:
+            if failure is None:
+                raise
+            # The store is down: the job's end is known, its clean-up waits for the date's
+            # next job (its sweep), as a failed commit changed nothing that counts.
+            log.warning("upload %s left its files of %s for the next sweep: %s", run_id, day, exc)
         if failure is None:
             job.conclude()
         else:
             job.fail(failure)
 
     async def _commit(self, stored: StoredCity) -> None:
+        """Commit, retried for COMMIT_SECONDS (read when called) while the store is down.
+        From the moment `commit_id` is set the job can no longer be cancelled."""
         async for attempt in stamina.retry_context(
             on=store_down, attempts=None, timeout=COMMIT_SECONDS, wait_initial=0.5, wait_max=5
         ):
@@ -311,6 +357,8 @@ class UploadJob:
             self._store,
             job.date,
             job.job_id,
-            lambda previous: upload_rows(job.date, previous, stored, job.job_id),
+            lambda previous: upload_rows(
+                job.date, previous, stored, job.job_id, self._upload.others
+            ),
             self._confirm_lease,
         )
