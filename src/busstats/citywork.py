@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 
@@ -22,7 +23,7 @@ from busstats import metrics
 from busstats.cities import City
 from busstats.commit import StoredCity
 from busstats.conversions import Conversions
-from busstats.convert import SLICE_BYTES, InvalidRow, UnusableResponse
+from busstats.convert import SLICE_BYTES, ConversionResult, InvalidRow, UnusableResponse
 from busstats.jobs import CityStatus
 from busstats.layout import parquet_key, raw_key
 from busstats.reference import ReferenceClient, ReferenceError
@@ -115,13 +116,23 @@ async def _store_city(task: CityTask, tools: CityTools, outcome: CityOutcome) ->
         provenance = {"job_id": run_id, "raw_sha256": download.sha256}
         async with resources.budget.reserve(memory_needed(download.size, store.part_size)):
             result = await tools.convert(raw_path, parquet_path, city, day, provenance)
-            # The run's own keys: nothing a reader uses is overwritten; the commit decides.
-            await store.put_file(raw_key(day, city.id, run_id), raw_path)
-            await store.put_file(parquet_key(day, city.id, run_id), parquet_path)
+            stored = await store_run_files(store, task, raw_path, parquet_path, result)
         outcome.parquet_bytes = parquet_path.stat().st_size
     outcome.rows = result.rows
     outcome.invalid_rows = result.invalid_rows
     outcome.invalid_examples = result.invalid_examples
+    return stored
+
+
+async def store_run_files(
+    store: Store, task: CityTask, raw_path: Path, parquet_path: Path, result: ConversionResult
+) -> StoredCity:
+    """Upload a converted city's raw and Parquet file under the run's own keys (nothing a
+    reader uses is overwritten: the commit decides), and return the summary row they make.
+    Fetched and uploaded cities alike."""
+    day, run_id, city = task.date, task.run_id, task.city
+    await store.put_file(raw_key(day, city.id, run_id), raw_path)
+    await store.put_file(parquet_key(day, city.id, run_id), parquet_path)
     return StoredCity(
         city=city,
         raw_key=raw_key(day, city.id, run_id),

@@ -24,7 +24,7 @@ import stamina
 
 from busstats import logs, metrics
 from busstats.cities import MAX_CITY_ID, City
-from busstats.citywork import memory_needed
+from busstats.citywork import CityTask, memory_needed, store_run_files
 from busstats.commit import (
     StoredCity,
     begin_date,
@@ -37,7 +37,6 @@ from busstats.commit import (
 from busstats.conversions import ConversionLost, Conversions
 from busstats.convert import ConversionResult, UnusableResponse
 from busstats.jobs import CityStatus, JobRecord, JobStatus, now
-from busstats.layout import parquet_key, raw_key
 from busstats.recorder import JobRecorder
 from busstats.reference import Download, ReferenceClient, ReferenceError
 from busstats.resources import ProcessResources
@@ -296,24 +295,15 @@ class UploadJob:
         logs.log_job_started(job)
         self._recorder.changed()
         started = time.monotonic()
-        day, run_id, city_id = job.date, job.job_id, upload.city.id
+        day, run_id = job.date, job.job_id
         failure: str | None = None
         await begin_date(self._store, day, run_id)
         try:
-            # Same steps as Ingest._ingest_city after its conversion (to be folded together).
-            await self._store.put_file(raw_key(day, city_id, run_id), upload.raw_path)
-            await self._store.put_file(parquet_key(day, city_id, run_id), upload.parquet_path)
-            report.parquet_bytes = upload.parquet_path.stat().st_size
-            result = upload.result
-            stored = StoredCity(
-                city=upload.city,
-                raw_key=raw_key(day, city_id, run_id),
-                parquet_key=parquet_key(day, city_id, run_id),
-                buses=result.rows,
-                passengers=result.passengers,
-                delay_microseconds=result.delay_microseconds,
-                accident=result.accident,
+            task = CityTask(day, run_id, upload.city)
+            stored = await store_run_files(
+                self._store, task, upload.raw_path, upload.parquet_path, upload.result
             )
+            report.parquet_bytes = upload.parquet_path.stat().st_size
             report.status = CityStatus.SUCCEEDED
             await self._commit(stored)
         except (StoreError, PreconditionFailed) as exc:
