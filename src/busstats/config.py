@@ -28,6 +28,10 @@ class DateParam(StrEnum):
     DATETIME = "datetime"  # 2024-05-01T00:00:00
 
 
+SCHEDULER_ADDRESS = r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[^/:\[\]]+):([0-9]{1,5})$"
+"""`tcp://host:port` (or `tls://`), an IPv6 host in brackets; the port is checked apart."""
+
+
 class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
@@ -203,7 +207,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
         ),
     ] = None
     dask_scheduler: Annotated[
-        Annotated[str, Meta(pattern=r"^(tcp|tls)://[^/]+$")] | None,
+        Annotated[str, Meta(pattern=SCHEDULER_ADDRESS)] | None,
         Meta(
             description="the Dask scheduler (`tcp://host:port`) of the `dask` executor; its"
             " workers read credentials from their own environment"
@@ -291,6 +295,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
                 f"{env_name('executor')}={settings.executor!r} and"
                 f" {env_name('dask_scheduler')}={settings.dask_scheduler!r}: the dask executor"
                 " needs a scheduler, and a scheduler is used only by the dask executor"
+            )
+        scheduler = settings.dask_scheduler
+        if scheduler is not None and not 1 <= int(scheduler.rsplit(":", 1)[1]) <= 65535:
+            raise ConfigError(
+                f"{env_name('dask_scheduler')}={settings.dask_scheduler!r}: the port must be"
+                " from 1 to 65535"
             )
         if settings.s3_bucket is not None and len(settings.s3_bucket) < 3:
             raise ConfigError(

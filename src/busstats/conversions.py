@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.process import BaseProcess
@@ -93,6 +94,9 @@ class ProcessConversions:
         self._slots = asyncio.Semaphore(processes)
         """Conversions wait here rather than in the pool's queue: a worker's death fails
         every conversion in the pool, and should fail only those that were running."""
+        self._stopped_on_purpose: weakref.WeakSet[concurrent.futures.ProcessPoolExecutor] = (
+            weakref.WeakSet()
+        )
 
     async def __call__(
         self,
@@ -102,33 +106,48 @@ class ProcessConversions:
         day: dt.date,
         provenance: dict[str, str] | None = None,
     ) -> ConversionResult:
-        for attempt in range(1, CONVERSION_ATTEMPTS + 1):
+        attempt = 1
+        while True:
             async with self._slots:
                 pool = self._open_pool()
                 try:
                     return await asyncio.get_running_loop().run_in_executor(
                         pool, _convert, raw_path, parquet_path, city, day, provenance
                     )
+                except asyncio.CancelledError:
+                    if not _being_cancelled():  # the pool dropped the call: try again
+                        continue
+                    # The worker would go on converting a city nobody waits for, outside the
+                    # slot and budget just given back: stop the pool's workers now.
+                    self._stop(pool, on_purpose=True)
+                    raise
                 except BrokenProcessPool as exc:
-                    self._discard(pool)
-                    if attempt == CONVERSION_ATTEMPTS:
-                        raise ConversionLost(
-                            f"the process converting the city died, {attempt} times ({exc})"
-                        ) from None
-            log.warning("a conversion process died; converting %s again", raw_path.name)
-        raise AssertionError("unreachable")
+                    on_purpose = pool in self._stopped_on_purpose
+                    self._stop(pool, on_purpose=False)
+                    if not on_purpose:  # another conversion's cancel costs this one no try
+                        if attempt == CONVERSION_ATTEMPTS:
+                            raise ConversionLost(
+                                f"the process converting the city died, {attempt} times ({exc})"
+                            ) from None
+                        attempt += 1
+            log.warning("a conversion process stopped; converting %s again", raw_path.name)
 
-    def _discard(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
-        """Drop a broken pool (once, whoever sees it first): the next conversion opens a
-        fresh one."""
+    def _stop(self, pool: concurrent.futures.ProcessPoolExecutor, *, on_purpose: bool) -> None:
+        """Drop a pool (once, whoever sees it first) so the next conversion opens a fresh
+        one; `on_purpose`: terminate its workers, and let the conversions this breaks try
+        again without counting it."""
         if self._pool is pool:
             self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
+            if on_purpose:
+                self._stopped_on_purpose.add(pool)
+                _terminate(pool)
+            else:
+                pool.shutdown(wait=False, cancel_futures=True)
 
     def _open_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["busstats.convert"])
+            context.set_forkserver_preload(["busstats.warm_converter"])
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 self.processes,
                 mp_context=context,
@@ -143,11 +162,7 @@ class ProcessConversions:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        workers = list(pool._processes.values())  # pyright: ignore[reportPrivateUsage]
-        pool.shutdown(wait=False, cancel_futures=True)
-        for worker in workers:  # Python 3.14 has pool.terminate_workers() for this
-            worker.terminate()
-        await asyncio.to_thread(_join, workers)
+        await asyncio.to_thread(_join, _terminate(pool))
 
 
 def _convert(
@@ -158,6 +173,20 @@ def _convert(
     provenance: dict[str, str] | None,
 ) -> ConversionResult:
     return convert_file(raw_path, parquet_path, city, day, provenance=provenance)
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _terminate(pool: concurrent.futures.ProcessPoolExecutor) -> list[BaseProcess]:
+    """Shut the pool down and terminate its workers, also mid-conversion; the workers."""
+    workers: list[BaseProcess] = list(pool._processes.values())  # pyright: ignore[reportPrivateUsage]
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:  # Python 3.14 has pool.terminate_workers() for this
+        worker.terminate()
+    return workers
 
 
 def _join(workers: Sequence[BaseProcess]) -> None:

@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 DASK_CONNECT_SECONDS = 10.0
 
 
+class SchedulerUnreachable(Exception):
+    """The Dask scheduler could not be reached (the message says why)."""
+
+
 class Executor(Protocol):
     conversions: Conversions
     """Where this process converts files it holds itself (uploads)."""
@@ -79,13 +83,16 @@ class DaskExecutor:
         self.conversions = conversions
         self._client: Client | None = None
         self._connecting = asyncio.Lock()
+        self._unreachable: tuple[float, str] | None = None
+        """Until when a failed connect is not tried again, and why it failed: the cities
+        of a job start together, and each must not wait its own connect timeout in turn."""
 
     async def run_city(self, task: CityTask) -> CityOutcome:
         from distributed import KilledWorker
 
         try:
             client = await self._connect()
-        except (OSError, TimeoutError) as exc:
+        except SchedulerUnreachable as exc:
             return _failed(f"the Dask scheduler at {self._address} is unreachable: {exc}")
         future = client.submit(  # pyright: ignore[reportUnknownMemberType]
             run_city_on_worker, task, self._worker_settings, pure=False
@@ -103,13 +110,31 @@ class DaskExecutor:
         return outcome
 
     async def _connect(self) -> Client:
+        """The client, connected once; SchedulerUnreachable, for every city asking within
+        DASK_CONNECT_SECONDS of a failed try, when the scheduler refuses, stays silent, or
+        its address cannot be used."""
         from distributed import Client
 
         async with self._connecting:
-            if self._client is None:
-                self._client = await Client(  # pyright: ignore[reportUnknownMemberType]
-                    self._address, asynchronous=True, timeout=DASK_CONNECT_SECONDS
+            if self._client is not None:
+                return self._client
+            now = asyncio.get_running_loop().time()
+            if self._unreachable is not None and now < self._unreachable[0]:
+                raise SchedulerUnreachable(self._unreachable[1])
+            try:
+                async with asyncio.timeout(DASK_CONNECT_SECONDS):
+                    self._client = await Client(  # pyright: ignore[reportUnknownMemberType]
+                        self._address, asynchronous=True, timeout=DASK_CONNECT_SECONDS
+                    )
+            except Exception as exc:  # refused, silent, misspelled: the city fails, not the job
+                reason = (
+                    f"{exc!r} (no answer within {DASK_CONNECT_SECONDS:g} s)"
+                    if isinstance(exc, TimeoutError)
+                    else repr(exc)
                 )
+                retry_at = asyncio.get_running_loop().time() + DASK_CONNECT_SECONDS
+                self._unreachable = retry_at, reason
+                raise SchedulerUnreachable(reason) from exc
             return self._client
 
     async def close(self) -> None:
