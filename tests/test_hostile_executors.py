@@ -1,0 +1,115 @@
+"""Hostile tests of the executors (issue 11): a Dask scheduler that refuses, hangs or is
+misspelled must fail each city with a reason, within bounds, never hang or raise."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from busstats.citywork import CityOutcome, CityTask
+from busstats.cities import City
+from busstats.config import ConfigError, Settings
+from busstats.conversions import ThreadConversions
+from busstats.executors import DASK_CONNECT_SECONDS, DaskExecutor
+from busstats.jobs import CityStatus
+
+DAY = dt.date(2024, 5, 1)
+
+
+def tasks(count: int) -> list[CityTask]:
+    return [CityTask(DAY, "run-1", City(city_id, f"City {city_id}", "X")) for city_id in range(count)]
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def silent_scheduler() -> Iterator[str]:
+    """A loopback socket that takes connections (the kernel's backlog) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.fixture
+async def executor_at() -> AsyncIterator[list[DaskExecutor]]:
+    """Executors the test made, closed afterwards (bounded: a hung connect must not hang
+    the suite too)."""
+    made: list[DaskExecutor] = []
+    yield made
+    for executor in made:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(15):
+                await executor.close()
+
+
+def dask_executor(address: str, made: list[DaskExecutor]) -> DaskExecutor:
+    executor = DaskExecutor(Settings(executor="dask", dask_scheduler=address), ThreadConversions())
+    made.append(executor)
+    return executor
+
+
+async def run_all(executor: DaskExecutor, count: int, bound: float) -> tuple[list[CityOutcome], float]:
+    started = time.monotonic()
+    async with asyncio.timeout(bound):
+        outcomes = await asyncio.gather(*(executor.run_city(task) for task in tasks(count)))
+    return outcomes, time.monotonic() - started
+
+
+async def test_a_scheduler_that_never_answers_fails_the_city_within_bounds(
+    silent_scheduler: str, executor_at: list[DaskExecutor]
+) -> None:
+    """A scheduler address that accepts TCP connections but never speaks (a wrong port, a
+    stuck scheduler) must fail the city "unreachable" after the connect timeout, not hang
+    the job forever."""
+    executor = dask_executor(silent_scheduler, executor_at)
+    outcomes, _ = await run_all(executor, 1, DASK_CONNECT_SECONDS + 10)
+    assert outcomes[0].status == CityStatus.FAILED
+    assert "unreachable" in (outcomes[0].error or ""), outcomes[0]
+
+
+async def test_an_unreachable_scheduler_fails_all_cities_in_one_connect_timeout(
+    closed_port: int, executor_at: list[DaskExecutor]
+) -> None:
+    """Cities of a job start together; an unreachable scheduler must not cost each city its
+    own connect timeout one after the other (30 cities: 5 minutes before the job ends)."""
+    executor = dask_executor(f"tcp://127.0.0.1:{closed_port}", executor_at)
+    outcomes, took = await run_all(executor, 3, 3 * DASK_CONNECT_SECONDS + 15)
+    assert [outcome.status for outcome in outcomes] == [CityStatus.FAILED] * 3
+    assert all("unreachable" in (outcome.error or "") for outcome in outcomes), outcomes
+    assert took < 2 * DASK_CONNECT_SECONDS, f"3 cities took {took:.1f} s to fail"
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:abc", "tcp://[::1"])
+async def test_a_misspelled_scheduler_fails_the_city_never_raises(
+    address: str, executor_at: list[DaskExecutor]
+) -> None:
+    """`Executor.run_city`: "its failure is in the outcome, never raised". A raise ends the
+    job's TaskGroup: every other city of the job is cancelled."""
+    executor = dask_executor(address, executor_at)
+    outcomes, _ = await run_all(executor, 1, DASK_CONNECT_SECONDS + 10)
+    assert outcomes[0].status == CityStatus.FAILED
+    assert outcomes[0].error
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:abc", "tcp://127.0.0.1:99999", "tcp://[::1"])
+def test_a_scheduler_address_dask_cannot_use_is_a_config_error(
+    address: str,
+) -> None:
+    """Bad configuration is refused at start, with the setting's name, not found city by
+    city after a job has begun."""
+    environ = {"BUSSTATS_EXECUTOR": "dask", "BUSSTATS_DASK_SCHEDULER": address}
+    with pytest.raises(ConfigError, match="BUSSTATS_DASK_SCHEDULER"):
+        Settings.from_env(environ)
