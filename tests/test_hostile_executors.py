@@ -9,15 +9,17 @@ import datetime as dt
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from busstats.citywork import CityOutcome, CityTask
 from busstats.cities import City
 from busstats.config import ConfigError, Settings
-from busstats.conversions import ThreadConversions
+from busstats.conversions import ProcessConversions, ThreadConversions
 from busstats.executors import DASK_CONNECT_SECONDS, DaskExecutor
 from busstats.jobs import CityStatus
+from busstats.refsim.data import generate_rows
 
 DAY = dt.date(2024, 5, 1)
 
@@ -113,3 +115,51 @@ def test_a_scheduler_address_dask_cannot_use_is_a_config_error(
     environ = {"BUSSTATS_EXECUTOR": "dask", "BUSSTATS_DASK_SCHEDULER": address}
     with pytest.raises(ConfigError, match="BUSSTATS_DASK_SCHEDULER"):
         Settings.from_env(environ)
+
+
+BIG_ROWS = 2_500_000
+"""About 300 MB of JSON: several seconds of conversion in one worker process."""
+
+
+def write_day(path: Path, rows: int) -> Path:
+    with path.open("w") as file:
+        for piece in generate_rows(1, DAY, 4, rows):
+            file.write(piece)
+    return path
+
+
+async def test_a_cancelled_conversion_stops_and_frees_its_worker(tmp_path: Path) -> None:
+    """A job cancelled while a city converts in a worker process: its slot (and, in
+    `run_city`, its bytes budget) are given back at once, so the worker must stop too.
+    Otherwise the next job's conversions wait behind a city nobody wants, in a pool the
+    semaphore says is free, and the cancelled city's memory is held outside the budget."""
+    city = City(4, "Mostar", "BA")
+    small = write_day(tmp_path / "small.json", 200)
+    big = write_day(tmp_path / "big.json", BIG_ROWS)
+    big_parquet = tmp_path / "big.parquet"
+    conversions = ProcessConversions(processes=1)
+    try:
+        await conversions(small, tmp_path / "warm.parquet", city, DAY)  # the pool is up
+        started = time.monotonic()
+        await conversions(small, tmp_path / "alone.parquet", city, DAY)
+        alone = time.monotonic() - started
+
+        converting = asyncio.create_task(conversions(big, big_parquet, city, DAY))
+        async with asyncio.timeout(30):
+            while not big_parquet.exists():  # the worker has begun writing  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        converting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await converting
+
+        started = time.monotonic()
+        async with asyncio.timeout(60):
+            await conversions(small, tmp_path / "next.parquet", city, DAY)
+        waited = time.monotonic() - started
+    finally:
+        async with asyncio.timeout(30):
+            await conversions.close()
+    assert waited < alone + 1.0, (
+        f"the next conversion took {waited:.2f} s (alone {alone:.2f} s): it waited for the"
+        " cancelled one"
+    )
