@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
+import psutil
 import pytest
 
 from busstats.citywork import CityOutcome, CityTask
@@ -19,7 +22,9 @@ from busstats.config import ConfigError, Settings
 from busstats.conversions import ProcessConversions, ThreadConversions
 from busstats.executors import DASK_CONNECT_SECONDS, DaskExecutor
 from busstats.jobs import CityStatus
+from busstats.refsim import CITIES, SimulatorConfig
 from busstats.refsim.data import generate_rows
+from harness.servers import MotoEndpoint, s3_environment, serve_process, simulator
 
 DAY = dt.date(2024, 5, 1)
 
@@ -163,3 +168,62 @@ async def test_a_cancelled_conversion_stops_and_frees_its_worker(tmp_path: Path)
         f"the next conversion took {waited:.2f} s (alone {alone:.2f} s): it waited for the"
         " cancelled one"
     )
+
+
+async def test_a_stopped_service_leaves_no_worker_and_no_temp_file_mid_conversion(
+    bucket: str, moto: MotoEndpoint, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """SIGTERM while large cities convert in worker processes: the service stops within
+    seconds, its workers with it, and its temporary folder is gone."""
+    big = {city.id: 1_500_000 for city in CITIES[:4]}
+    config = SimulatorConfig(rows=(20, 40), max_latency=0.1, rows_by_city=big)
+    temp = tmp_path / "temp"
+    async with simulator(config) as sim:
+        env = {
+            **s3_environment(bucket, moto.url),
+            "BUSSTATS_REFERENCE_URL": sim.url,
+            "BUSSTATS_EXECUTOR": "local",
+            "BUSSTATS_WORKER_PROCESSES": "2",
+            "BUSSTATS_TEMP_DIR": str(temp),
+        }
+        async with serve_process(env, http) as service:
+            pid = service.process.pid
+            async with http.post(f"{service.url}/process-request", params={"date": str(DAY)}):
+                pass
+            async with asyncio.timeout(120):
+                while not [w for w in children_of(pid) if busy(w)]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            workers = children_of(pid)
+            service.process.send_signal(signal.SIGTERM)
+            stopped = time.monotonic()
+            async with asyncio.timeout(30):
+                await service.process.wait()
+            took = time.monotonic() - stopped
+            async with asyncio.timeout(15):
+                while any(alive(worker) for worker in workers):  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+    assert took < 10, f"the service took {took:.1f} s to stop"
+    left = [path for path in temp.rglob("*") if path.is_file()]
+    assert left == [], left
+
+
+def children_of(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def busy(process: psutil.Process) -> bool:
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return False
+    return times.user + times.system > 0.5
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
