@@ -227,3 +227,36 @@ def alive(process: psutil.Process) -> bool:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+async def test_the_api_answers_while_one_worker_converts_a_huge_city(
+    bucket: str, moto: MotoEndpoint, http: aiohttp.ClientSession
+) -> None:
+    """One worker process, one huge city and many small ones: the small cities queue for
+    the worker in the service, and the API keeps answering /health quickly throughout."""
+    big = {CITIES[0].id: 2_000_000}
+    config = SimulatorConfig(rows=(200, 400), max_latency=0.1, rows_by_city=big)
+    async with simulator(config) as sim:
+        env = {
+            **s3_environment(bucket, moto.url),
+            "BUSSTATS_REFERENCE_URL": sim.url,
+            "BUSSTATS_EXECUTOR": "local",
+            "BUSSTATS_WORKER_PROCESSES": "1",
+        }
+        async with serve_process(env, http) as service:
+            async with http.post(f"{service.url}/process-request", params={"date": str(DAY)}) as r:
+                job_id = (await r.json())["job_id"]
+            slowest = 0.0
+            async with asyncio.timeout(180):
+                while True:
+                    started = time.monotonic()
+                    async with http.get(f"{service.url}/health") as health:
+                        assert health.status == 200
+                    slowest = max(slowest, time.monotonic() - started)
+                    async with http.get(f"{service.url}/jobs/{job_id}") as answer:
+                        job = await answer.json()
+                    if job["status"] not in {"queued", "running"}:
+                        break
+                    await asyncio.sleep(0.05)
+    assert job["status"] == "succeeded", job
+    assert slowest < 0.5, f"/health took {slowest:.2f} s at worst"
