@@ -8,6 +8,8 @@ import contextlib
 import datetime as dt
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +19,8 @@ import psutil
 import pytest
 
 from busstats.citywork import CityOutcome, CityTask
+from distributed import Client
+
 from busstats.cities import City
 from busstats.config import ConfigError, Settings
 from busstats.conversions import ProcessConversions, ThreadConversions
@@ -260,3 +264,75 @@ async def test_the_api_answers_while_one_worker_converts_a_huge_city(
                     await asyncio.sleep(0.05)
     assert job["status"] == "succeeded", job
     assert slowest < 0.5, f"/health took {slowest:.2f} s at worst"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dask_cluster(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A `dask scheduler` on loopback and one `dask worker` for it, as processes of their
+    own (so the scheduler can be killed); yields the scheduler's process."""
+    dask = str(Path(sys.executable).with_name("dask"))
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen(
+        [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet
+    )
+    worker = subprocess.Popen(
+        [dask, "worker", address, "--nthreads", "2", "--no-dashboard", "--host", "127.0.0.1"],
+        **quiet,
+    )
+    try:
+        yield scheduler
+    finally:
+        for process in (worker, scheduler):
+            process.kill()
+            process.wait(timeout=30)
+
+
+def workers_up(address: str) -> None:
+    """Wait (bounded) until the scheduler at `address` has a worker."""
+    with Client(address, timeout=30) as client:
+        client.wait_for_workers(1, timeout=30)  # pyright: ignore[reportUnknownMemberType]
+
+
+async def test_a_restarted_scheduler_runs_later_cities_never_hangs(
+    tmp_path: Path, silent_scheduler: str, executor_at: list[DaskExecutor]
+) -> None:
+    """The executor keeps its Dask client for the process's life. When its scheduler is
+    killed while a city runs and comes back on the same address (a restart, a redeploy),
+    a later city must run there, or end with a reason, not wait forever."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    settings = Settings(
+        executor="dask",
+        dask_scheduler=address,
+        store=str(tmp_path / "store"),
+        # a reference server that never answers: each city fails on its worker after 3 s
+        reference_url=silent_scheduler.replace("tcp://", "http://"),
+        reference_timeout_seconds=3,
+        reference_attempts=1,
+    )
+    executor = DaskExecutor(settings, ThreadConversions())
+    executor_at.append(executor)
+    with dask_cluster(port) as scheduler:
+        await asyncio.to_thread(workers_up, address)
+        running = asyncio.create_task(executor.run_city(tasks(1)[0]))
+        await asyncio.sleep(1.5)  # the city waits on the reference server, on the worker
+        scheduler.kill()
+        scheduler.wait(timeout=30)
+        async with asyncio.timeout(30):
+            lost = await running
+        assert lost.status == CityStatus.FAILED
+    with dask_cluster(port):  # the scheduler is back on its address, with a worker
+        await asyncio.to_thread(workers_up, address)
+        started = time.monotonic()
+        async with asyncio.timeout(DASK_CONNECT_SECONDS + 30):
+            later = await executor.run_city(tasks(1)[0])
+    assert later.status == CityStatus.FAILED, later
+    assert "unreachable" not in (later.error or "unreachable"), later  # it ran on the worker
+    assert time.monotonic() - started < DASK_CONNECT_SECONDS + 30
