@@ -264,7 +264,8 @@ def worker_pids(scheduler: str) -> list[int]:
 async def test_a_dask_worker_killed_mid_job_costs_cities_never_numbers(
     s3: S3Store, moto: MotoEndpoint, http: aiohttp.ClientSession, dask_scheduler: str
 ) -> None:
-    config = SimulatorConfig(rows=(200, 400), min_latency=1.0, max_latency=2.0)
+    config = SimulatorConfig(rows=(200, 400), min_latency=3.0, max_latency=4.0)
+    victim = (await asyncio.to_thread(worker_pids, dask_scheduler))[0]  # known before the job
     async with simulator(config) as sim:
         settings = moto_settings(s3, moto, sim, executor="dask", dask_scheduler=dask_scheduler)
         async with api_server(settings, s3) as api:
@@ -273,7 +274,6 @@ async def test_a_dask_worker_killed_mid_job_costs_cities_never_numbers(
             async with asyncio.timeout(30):
                 while sim.state.in_flight < len(CITIES) // 2:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
-            victim = (await asyncio.to_thread(worker_pids, dask_scheduler))[0]
             os.kill(victim, signal.SIGKILL)
             job = await wait_for_job(http, api, job_id, 90)
             answer = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())
