@@ -56,6 +56,8 @@ ROWS_PER_MB = 8200  # the simulator writes about 122 bytes a row
 POLL_SECONDS = 0.05
 MAX_SAMPLES = 20_000
 """Per polled route and run: 20,000 calls 50 ms apart is over 15 minutes of backfill."""
+IDLE_SAMPLES = 40
+"""Calls per route before the backfill, at rest: the p99 the ingest is compared with."""
 DASK_WORKERS = 2
 DASK_THREADS = 16
 """Tasks at once per Dask worker: city work awaits its download, so slots are not cores."""
@@ -114,6 +116,9 @@ class RunResult:
     peak_rss_mb: float
     warmup_seconds: float
     """The first job (one S day, re-ingested, untimed): starting worker processes included."""
+    idle_health_p99_ms: float | None
+    idle_stats_p99_ms: float | None
+    """p99 of the same calls at rest, just before the backfill (IDLE_SAMPLES each)."""
     health_p99_ms: float | None
     health_median_ms: float | None
     health_calls: int
@@ -183,10 +188,16 @@ async def backfill(svc: Service, first: dt.date, last: dt.date) -> dict[str, Any
             await asyncio.sleep(0.25)
 
 
-async def poll(svc: Service, path: str, params: dict[str, str], stop: asyncio.Event) -> Latencies:
-    """Call `path` every POLL_SECONDS until `stop` (at most MAX_SAMPLES calls)."""
+async def poll(
+    svc: Service,
+    path: str,
+    params: dict[str, str],
+    stop: asyncio.Event,
+    limit: int = MAX_SAMPLES,
+) -> Latencies:
+    """Call `path` every POLL_SECONDS until `stop`, at most `limit` times."""
     found = Latencies()
-    while not stop.is_set() and len(found.seconds) + found.errors < MAX_SAMPLES:
+    while not stop.is_set() and len(found.seconds) + found.errors < limit:
         status, _, seconds = await svc.get(path, **params)
         if status == 200:
             found.seconds.append(seconds)
@@ -259,6 +270,11 @@ async def measure(
         warmup = time.perf_counter() - started
         if warm["status"] != "succeeded":
             raise RuntimeError(f"{run.name} {store}: the warm-up job ended {warm['status']}")
+        at_rest = asyncio.Event()  # never set: each stops after IDLE_SAMPLES
+        idle_health, idle_stats = await asyncio.gather(
+            poll(svc, "/health", {}, at_rest, IDLE_SAMPLES),
+            poll(svc, "/country-stats", plan.window_params(), at_rest, IDLE_SAMPLES),
+        )
         rss = TreeRss([svc.process.pid, *roots])
         try:
             rss.reset()
@@ -298,6 +314,8 @@ async def measure(
         mib_per_second=raw / wall,
         peak_rss_mb=peak,
         warmup_seconds=warmup,
+        idle_health_p99_ms=idle_health.p99_ms(),
+        idle_stats_p99_ms=idle_stats.p99_ms(),
         health_p99_ms=health_calls.p99_ms(),
         health_median_ms=health_calls.median_ms(),
         health_calls=len(health_calls.seconds),
@@ -364,15 +382,16 @@ def _ms(value: float | None) -> str:
 def table(report: ExecutorsReport) -> str:
     lines = [
         "| executor | store | warm-up s | raw MiB | wall s | MiB/s | peak RSS MB"
-        " | /health p99 ms (calls) | 30-day /country-stats p99 ms (calls) | backfill |",
+        " | /health p99 ms (calls), at rest | 30-day /country-stats p99 ms (calls), at rest"
+        " | backfill |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in report.results:
         lines.append(
             f"| {r.executor} | {r.store} | {r.warmup_seconds:.1f} | {r.raw_mib:.0f}"
             f" | {r.wall_seconds:.1f} | {r.mib_per_second:.1f} | {r.peak_rss_mb:.0f}"
-            f" | {_ms(r.health_p99_ms)} ({r.health_calls})"
-            f" | {_ms(r.stats_p99_ms)} ({r.stats_calls})"
+            f" | {_ms(r.health_p99_ms)} ({r.health_calls}), {_ms(r.idle_health_p99_ms)}"
+            f" | {_ms(r.stats_p99_ms)} ({r.stats_calls}), {_ms(r.idle_stats_p99_ms)}"
             f" | {r.status} |"
         )
     t = report.targets
@@ -396,6 +415,14 @@ def table(report: ExecutorsReport) -> str:
             else " (run the whole `./run bench`) |"
         ),
     ]
+    by_run = {(r.executor, r.store): r.wall_seconds for r in report.results}
+    ratios = [
+        f"{run.name} {by_run[run.name, 'moto'] / by_run[run.name, 'local']:.1f}x"
+        for run in RUNS
+        if (run.name, "moto") in by_run and (run.name, "local") in by_run
+    ]
+    if ratios:
+        lines += ["", "wall time on moto over the local store: " + ", ".join(ratios)]
     return "\n".join(lines)
 
 
