@@ -354,11 +354,11 @@ async def one_run(plan: Plan, run: ExecutorRun, store: str, upstream: str) -> Ru
 
 
 def targets(results: list[RunResult], s_day_ratio: float | None) -> dict[str, Any]:
-    def wall(executor: str) -> float | None:
+    def throughput(executor: str) -> float | None:
         found = [r for r in results if (r.executor, r.store) == (executor, "local")]
         return found[0].mib_per_second if found else None
 
-    threads, local2 = wall("threads"), wall("local x2")
+    threads, local2 = throughput("threads"), throughput("local x2")
     speedup = local2 / threads if threads and local2 else None
     p99s = [p for r in results for p in (r.health_p99_ms, r.stats_p99_ms) if p is not None]
     worst = max(p99s) if p99s else None

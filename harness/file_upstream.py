@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import multiprocessing
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -73,7 +74,8 @@ def write_bodies(
         msgspec.json.encode([{"id": c.id, "name": c.name, "country": c.country} for c in chosen])
     )
     bodies = [Body(day, city.id, rows(day, city.id)) for day in days for city in chosen]
-    with ProcessPoolExecutor(processes) as pool:
+    # spawn: the caller may hold threads and an event loop, which a fork would copy
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         sizes = pool.map(
             _write_body,
             [folder] * len(bodies),
