@@ -27,6 +27,7 @@ import psutil
 
 from benchmarks.baselines import same_numbers
 from benchmarks.empty_upstream import empty_upstream
+from benchmarks.executors import ExecutorsReport, Sizes, executors_phase
 from benchmarks.report import write_report
 from busstats.layout import summary_key
 from busstats.refsim import SimulatorConfig
@@ -400,8 +401,41 @@ def copy_bucket_to_folder(run: Run, root: Path) -> None:
         list(pool.map(fetch, keys))
 
 
+def executor_sizes(args: argparse.Namespace) -> Sizes:
+    return Sizes(days=args.exec_days, mb=args.exec_mb, cities=args.exec_cities)
+
+
+def record_executors(run: Run, report: ExecutorsReport) -> None:
+    """The executors phase's runs as figures of the whole benchmark's table and JSON."""
+    for r in report.results:
+        note = (
+            f"{r.raw_mib:.0f} MiB raw, {r.mib_per_second:.0f} MiB/s; p99 /health"
+            f" {r.health_p99_ms or float('nan'):.0f} ms, 30-day /country-stats"
+            f" {r.stats_p99_ms or float('nan'):.0f} ms"
+        )
+        what = f"backfill {r.days} M day(s)"
+        run.record(
+            Figure("executors", r.executor, r.store, what, r.wall_seconds, r.peak_rss_mb, note)
+        )
+    run.facts["executors"] = {"targets": report.targets, "failures": report.failures}
+    run.failures.extend(report.failures)
+
+
+async def only_executors(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="busstats-bench-") as folder:
+        load = os.getloadavg()
+        print(f"executors phase only; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        report = await executors_phase(executor_sizes(args), Path(folder), RESULTS)
+    if report.failures:
+        print("FAILED: " + "; ".join(report.failures))
+        return 1
+    return 0
+
+
 async def main(args: argparse.Namespace) -> int:
     RESULTS.mkdir(exist_ok=True)
+    if args.only == "executors":
+        return await only_executors(args)
     with moto_server() as moto, tempfile.TemporaryDirectory(prefix="busstats-bench-") as folder:
         work = Path(folder)
         run = Run(args, moto, moto.new_bucket(), work)
@@ -436,6 +470,11 @@ async def main(args: argparse.Namespace) -> int:
         await query_phase(
             run, dict(sorted(ranges.items(), key=lambda item: len(item[1]))), work / "local"
         )
+        executors_work = work / "executors"
+        executors_work.mkdir()
+        s_day_ratio = run.facts["ingest-S"]["ratio"]
+        report = await executors_phase(executor_sizes(args), executors_work, RESULTS, s_day_ratio)
+        record_executors(run, report)
         run.facts["targets"] = targets(run)
     load_at_end = os.getloadavg()
     print(
@@ -487,5 +526,19 @@ def cli(argv: list[str] | None = None) -> int:
         type=int,
         default=30,
         help="longest range `source=full` runs on moto",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["executors"],
+        help="run only this phase (it writes results/executors.json, not latest.json)",
+    )
+    parser.add_argument(
+        "--exec-days", type=int, default=3, help="M days the executors phase backfills"
+    )
+    parser.add_argument(
+        "--exec-mb", type=int, default=20, help="MB per city of the executors phase's days"
+    )
+    parser.add_argument(
+        "--exec-cities", type=int, default=30, help="cities of the executors phase (up to 30)"
     )
     return asyncio.run(main(parser.parse_args(argv)))
