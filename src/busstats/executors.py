@@ -16,6 +16,7 @@ The coordinator (the job runner) holds the date's lease, hands each city to its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -121,12 +122,16 @@ class DaskExecutor:
             now = asyncio.get_running_loop().time()
             if self._unreachable is not None and now < self._unreachable[0]:
                 raise SchedulerUnreachable(self._unreachable[1])
+            client: Client | None = None
             try:
                 async with asyncio.timeout(DASK_CONNECT_SECONDS):
-                    self._client = await Client(  # pyright: ignore[reportUnknownMemberType]
-                        self._address, asynchronous=True, timeout=DASK_CONNECT_SECONDS
-                    )
+                    client = Client(self._address, asynchronous=True, timeout=DASK_CONNECT_SECONDS)
+                    await client  # pyright: ignore[reportGeneralTypeIssues]
             except Exception as exc:  # refused, silent, misspelled: the city fails, not the job
+                if client is not None:  # a client cut short must not be left half started
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(DASK_CONNECT_SECONDS):
+                            await _maybe_await(client.close())  # pyright: ignore[reportUnknownMemberType]
                 reason = (
                     f"{exc!r} (no answer within {DASK_CONNECT_SECONDS:g} s)"
                     if isinstance(exc, TimeoutError)
@@ -135,7 +140,8 @@ class DaskExecutor:
                 retry_at = asyncio.get_running_loop().time() + DASK_CONNECT_SECONDS
                 self._unreachable = retry_at, reason
                 raise SchedulerUnreachable(reason) from exc
-            return self._client
+            self._client = client
+            return client
 
     async def close(self) -> None:
         if self._client is not None:
