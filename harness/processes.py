@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -17,40 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
 
 from harness.servers import MotoEndpoint, free_port
+from harness.tree_rss import TreeRss
 
 FINISHED = {"succeeded", "partial", "failed"}
-
-
-class PeakRss:
-    """Samples a process's resident memory every few milliseconds; `peak` since `reset`."""
-
-    def __init__(self, pid: int, every: float = 0.01) -> None:
-        self._process = psutil.Process(pid)
-        self._every = every
-        self._peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(psutil.Error):
-                self._peak = max(self._peak, self._process.memory_info().rss)
-            time.sleep(self._every)
-
-    def reset(self) -> None:
-        self._peak = self._process.memory_info().rss
-
-    @property
-    def peak_mb(self) -> float:
-        return self._peak / 2**20
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @dataclass
@@ -59,7 +29,8 @@ class Service:
 
     url: str
     process: subprocess.Popen[bytes]
-    rss: PeakRss
+    rss: TreeRss
+    """The service and its worker processes together."""
     http: aiohttp.ClientSession
 
     async def get(self, path: str, **params: str) -> tuple[int, Any, float]:
@@ -92,7 +63,7 @@ async def service(env: dict[str, str], log: Path) -> AsyncIterator[Service]:
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-        rss = PeakRss(process.pid)
+        rss = TreeRss([process.pid], every=0.01)
         timeout = aiohttp.ClientTimeout(total=3600)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             running = Service(f"http://127.0.0.1:{port}", process, rss, http)
