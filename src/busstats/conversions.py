@@ -162,7 +162,7 @@ class ProcessConversions:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        await asyncio.to_thread(_join, _terminate(pool))
+        await asyncio.to_thread(_terminate_and_wait, pool)
 
 
 def _convert(
@@ -187,6 +187,16 @@ def _terminate(pool: concurrent.futures.ProcessPoolExecutor) -> list[BaseProcess
     for worker in workers:  # Python 3.14 has pool.terminate_workers() for this
         worker.terminate()
     return workers
+
+
+def _terminate_and_wait(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Terminate the workers, then wait for the pool's own threads to clean up (its queues
+    and their semaphores), so that nothing of it is left for the interpreter's exit."""
+    workers: list[BaseProcess] = list(pool._processes.values())  # pyright: ignore[reportPrivateUsage]
+    for worker in workers:
+        worker.terminate()
+    _join(workers)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _join(workers: Sequence[BaseProcess]) -> None:
