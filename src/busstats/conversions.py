@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import functools
 import logging
 import multiprocessing
 import os
@@ -30,6 +31,7 @@ from typing import Protocol
 
 from busstats.cities import City
 from busstats.convert import ConversionResult, UnusableResponse, convert_file
+from busstats.processes import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +142,7 @@ class ProcessConversions:
             self._pool = None
             if on_purpose:
                 self._stopped_on_purpose.add(pool)
-                _terminate(pool)
+                _terminate(pool, wait=False)
             else:
                 pool.shutdown(wait=False, cancel_futures=True)
 
@@ -162,7 +164,7 @@ class ProcessConversions:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        await asyncio.to_thread(_terminate_and_wait, pool)
+        await asyncio.to_thread(functools.partial(_terminate, pool, wait=True))
 
 
 def _convert(
@@ -180,23 +182,16 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def _terminate(pool: concurrent.futures.ProcessPoolExecutor) -> list[BaseProcess]:
-    """Shut the pool down and terminate its workers, also mid-conversion; the workers."""
+def _terminate(pool: concurrent.futures.ProcessPoolExecutor, *, wait: bool) -> None:
+    """Terminate the pool's workers, also mid-conversion, and shut it down; with `wait`,
+    also wait for the workers and the pool's own threads to clean up (its queues and their
+    semaphores), so that nothing of it is left for the interpreter's exit."""
     workers: list[BaseProcess] = list(pool._processes.values())  # pyright: ignore[reportPrivateUsage]
-    pool.shutdown(wait=False, cancel_futures=True)
     for worker in workers:  # Python 3.14 has pool.terminate_workers() for this
         worker.terminate()
-    return workers
-
-
-def _terminate_and_wait(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    """Terminate the workers, then wait for the pool's own threads to clean up (its queues
-    and their semaphores), so that nothing of it is left for the interpreter's exit."""
-    workers: list[BaseProcess] = list(pool._processes.values())  # pyright: ignore[reportPrivateUsage]
-    for worker in workers:
-        worker.terminate()
-    _join(workers)
-    pool.shutdown(wait=True, cancel_futures=True)
+    if wait:
+        _join(workers)
+    pool.shutdown(wait=wait, cancel_futures=True)
 
 
 def _join(workers: Sequence[BaseProcess]) -> None:
@@ -210,18 +205,8 @@ def _watch_parent(coordinator_pid: int) -> None:
     forkserver_pid = os.getppid()
 
     def watch() -> None:
-        while os.getppid() == forkserver_pid and _alive(coordinator_pid):
+        while os.getppid() == forkserver_pid and pid_alive(coordinator_pid):
             time.sleep(PARENT_CHECK_SECONDS)
         os._exit(0)
 
     threading.Thread(target=watch, name="parent watch", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

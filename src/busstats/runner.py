@@ -14,8 +14,9 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from busstats import logs, metrics
 from busstats.commit import drop_placeholder, fence_date, read_summary, sweep_date
@@ -134,20 +135,26 @@ class JobRunner:
         """Record a queued job and start it; returns once the record is saved. It runs when
         one of the process's `max_running_jobs` slots is free."""
         job = JobRecord.new(day, backfill_id=backfill_id, trigger=trigger)
+        await self._start(
+            job, lambda running: self._run(running, lambda: self._ingest_work(running)), "ingest"
+        )
+        return job
+
+    async def _start(
+        self, job: JobRecord, run: Callable[[RunningJob], Coroutine[Any, Any, None]], kind: str
+    ) -> RunningJob:
+        """Take the new job's lease, record it, and start `run` as its task; a job created
+        while the service stops gets no task and ends interrupted."""
         lease = await self.leases.take(job_lease_key(job.job_id), job.job_id)
         if lease is None:  # a fresh random id: only a store gone wrong could do this
             raise StoreError(f"the lease of new job {job.job_id} exists already")
         etag = await self.jobs.create(job)
-        recorder = JobRecorder(self.jobs, job, etag, PROGRESS_SAVE_SECONDS)
-        running = RunningJob(recorder, lease)
+        running = RunningJob(JobRecorder(self.jobs, job, etag, PROGRESS_SAVE_SECONDS), lease)
         if await self._interrupted_if_closing(running):
-            return job
-        running.task = asyncio.create_task(
-            self._run(running, lambda: self._ingest_work(running)),
-            name=f"ingest {day} {job.job_id}",
-        )
+            return running
+        running.task = asyncio.create_task(run(running), name=f"{kind} {job.date} {job.job_id}")
         self._running[job.job_id] = running
-        return job
+        return running
 
     async def _interrupted_if_closing(self, running: RunningJob) -> bool:
         """A job created while the service stops (its creation was under way when `close()`
@@ -302,19 +309,7 @@ class JobRunner:
                 invalid_examples=result.invalid_examples,
             )
         ]
-        lease = await self.leases.take(job_lease_key(job.job_id), job.job_id)
-        if lease is None:
-            raise StoreError(f"the lease of new job {job.job_id} exists already")
-        etag = await self.jobs.create(job)
-        recorder = JobRecorder(self.jobs, job, etag, PROGRESS_SAVE_SECONDS)
-        running = RunningJob(recorder, lease)
-        if await self._interrupted_if_closing(running):
-            return running
-        running.task = asyncio.create_task(
-            self._run_upload(running, upload), name=f"upload {day} {job.job_id}"
-        )
-        self._running[job.job_id] = running
-        return running
+        return await self._start(job, lambda running: self._run_upload(running, upload), "upload")
 
     async def _run_upload(self, running: RunningJob, upload: ConvertedUpload) -> None:
         try:
