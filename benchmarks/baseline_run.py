@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 
 from benchmarks import baselines
-from busstats.refsim import CITIES
+from busstats.reference.sim import CITIES
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import duckdb_extension_httpfs
 import pandas as pd
 import polars as pl
 
-from busstats.layout import city_file_of
+from busstats.storage.keys import city_file_of
 
 Rows = list[dict[str, Any]]
 

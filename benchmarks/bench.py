@@ -29,10 +29,10 @@ from benchmarks.baselines import same_numbers
 from benchmarks.empty_upstream import empty_upstream
 from benchmarks.executors import ExecutorsReport, Sizes, executors_phase
 from benchmarks.report import write_report
-from busstats.layout import summary_key
-from busstats.refsim import SimulatorConfig
-from busstats.refsim.server import latency_for
-from busstats.summary import decode_summaries
+from busstats.commit.summaries import decode_summaries
+from busstats.reference.sim import SimulatorConfig
+from busstats.reference.sim.server import latency_for
+from busstats.storage.keys import summary_key
 from harness.processes import Service, service, simulator_process
 from harness.servers import KEY_ID, REGION, SECRET, MotoEndpoint, moto_server
 

@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import polars_parquet, same_numbers
-from busstats.layout import PARQUET, SUMMARY, summary_key
-from busstats.refsim import SimulatorConfig
-from busstats.refsim.server import rows_for
-from busstats.summary import decode_summaries
+from busstats.commit.summaries import decode_summaries
+from busstats.reference.sim import SimulatorConfig
+from busstats.reference.sim.server import rows_for
+from busstats.storage.keys import PARQUET, SUMMARY, summary_key
 from harness.dask_cluster import dask_cluster_process
 from harness.file_upstream import file_upstream_process, write_bodies
 from harness.processes import Service, moto_process, service

@@ -26,7 +26,7 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
-from busstats.refsim.data import CITIES, generate_rows
+from busstats.reference.sim.data import CITIES, generate_rows
 from harness.processes import _wait_for_port  # pyright: ignore[reportPrivateUsage]
 from harness.servers import free_port
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import aiohttp
 
-from busstats.refsim import Fault, SimulatorConfig
-from busstats.store import LocalStore
+from busstats.reference.sim import Fault, SimulatorConfig
+from busstats.storage import LocalStore
 from harness.browser import chromium
 from harness.servers import api_server, settings_for, simulator
 

@@ -23,11 +23,11 @@ import uvicorn
 from aiohttp import web
 from moto.server import ThreadedMotoServer
 
-from busstats.app import create_app
-from busstats.config import Settings
-from busstats.refsim import SimulatorConfig, SimulatorState, create_simulator
-from busstats.refsim.server import STATE
-from busstats.store import LocalStore, S3Store, Store
+from busstats.api.app import create_app
+from busstats.core.settings import Settings
+from busstats.reference.sim import SimulatorConfig, SimulatorState, create_simulator
+from busstats.reference.sim.server import STATE
+from busstats.storage import LocalStore, S3Store, Store
 
 KEY_ID = SECRET = "testing"
 REGION = "us-east-1"

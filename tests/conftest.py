@@ -22,8 +22,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from busstats.refsim import SimulatorConfig
-from busstats.store import LocalStore, Store
+from busstats.reference.sim import SimulatorConfig
+from busstats.storage import LocalStore, Store
 from harness import servers
 from harness.servers import MotoEndpoint, RunningSimulator, moto_server, open_s3_store
 

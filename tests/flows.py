@@ -10,11 +10,12 @@ from typing import Any
 
 import aiohttp
 
-from busstats.cities import City
-from busstats.commit import StoredCity, read_summary, summary_rows, write_summary
-from busstats.convert import ConversionResult
-from busstats.layout import parquet_key, raw_key
-from busstats.store import Store
+from busstats.commit.dates import read_summary, summary_rows, write_summary
+from busstats.ingest.convert import ConversionResult
+from busstats.model.cities import City
+from busstats.model.summaries import StoredCity
+from busstats.storage import Store
+from busstats.storage.keys import parquet_key, raw_key
 
 FINISHED = {"succeeded", "partial", "failed"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from busstats.config import Settings
+from busstats.core.settings import Settings
 from harness.servers import api_server
 
 STATS = "/country-stats"

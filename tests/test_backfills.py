@@ -14,12 +14,12 @@ import aiohttp
 import msgspec
 import pytest
 
-from busstats.backfills import BackfillRecord
-from busstats.commit import read_summary
-from busstats.jobs import JobStore
-from busstats.layout import backfill_key
-from busstats.refsim import SimulatorConfig
-from busstats.store import LocalStore, Store
+from busstats.commit.dates import read_summary
+from busstats.jobs.records import JobStore
+from busstats.model.backfills import BackfillRecord
+from busstats.reference.sim import SimulatorConfig
+from busstats.storage import LocalStore, Store
+from busstats.storage.keys import backfill_key
 from harness.servers import RunningSimulator, api_server, serve_process, settings_for, simulator
 from tests.conftest import StartApi
 from tests.flows import FINISHED, country_stats, ingest, wait_for_job

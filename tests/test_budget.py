@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import asyncio
 
-from busstats.budget import ByteBudget
-from busstats.citywork import memory_needed
-from busstats.config import Settings
-from busstats.convert import SLICE_BYTES
-from busstats.store.s3 import PART_SIZE
+from busstats.core.settings import Settings
+from busstats.ingest.budget import ByteBudget
+from busstats.ingest.citywork import memory_needed
+from busstats.ingest.convert import SLICE_BYTES
+from busstats.storage.s3 import PART_SIZE
 
 
 async def test_a_reservation_waits_until_the_budget_has_room() -> None:

@@ -11,18 +11,18 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from busstats import citywork
-from busstats.cities import City
-from busstats.citywork import CityOutcome, CityTask, CityTools, run_city
-from busstats.config import Settings
-from busstats.conversions import ThreadConversions
-from busstats.jobs import CityStatus
-from busstats.layout import parquet_key, raw_key
-from busstats.refclient import reference_client
-from busstats.reference import DateSpelling
-from busstats.refsim import CITIES, Fault, SimulatorConfig
-from busstats.resources import ProcessResources
-from busstats.store import Store
+from busstats.core.settings import Settings
+from busstats.executors.conversions import ThreadConversions
+from busstats.ingest import citywork
+from busstats.ingest.citywork import CityOutcome, CityTask, CityTools, run_city
+from busstats.ingest.resources import ProcessResources
+from busstats.model.cities import City
+from busstats.model.jobs import CityStatus
+from busstats.reference.client import DateSpelling
+from busstats.reference.settings_client import reference_client
+from busstats.reference.sim import CITIES, Fault, SimulatorConfig
+from busstats.storage import Store
+from busstats.storage.keys import parquet_key, raw_key
 from harness.servers import simulator
 
 DAY = dt.date(2024, 5, 1)

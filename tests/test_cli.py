@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from busstats.cli import _parser
-from busstats.config import settings_table
+from busstats.cli.main import _parser
+from busstats.core.settings import settings_table
 from harness.servers import free_port
 from tests.flows import country_stats, ingest
 

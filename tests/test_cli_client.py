@@ -19,7 +19,7 @@ import aiohttp
 import polars as pl
 import pytest
 
-from busstats.refsim import Fault, SimulatorConfig
+from busstats.reference.sim import Fault, SimulatorConfig
 from harness.servers import free_port
 from tests.clirun import busstats
 from tests.flows import country_stats, ingest

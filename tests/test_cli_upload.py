@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from busstats.refsim import SimulatorConfig
+from busstats.reference.sim import SimulatorConfig
 from harness.servers import RunningSimulator
 from tests.clirun import busstats
 from tests.flows import country_stats, ingest

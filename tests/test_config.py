@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import busstats.config
-from busstats.config import (
+import busstats.core.settings
+from busstats.core.settings import (
     ConfigError,
     DateParam,
     Settings,
@@ -144,6 +144,6 @@ def test_readme_holds_exactly_the_generated_table() -> None:
 
 
 def test_docstring_examples_hold() -> None:
-    outcome = doctest.testmod(busstats.config)
+    outcome = doctest.testmod(busstats.core.settings)
     assert outcome.attempted > 0
     assert outcome.failed == 0

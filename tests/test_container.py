@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from busstats.config import Settings
+from busstats.core.settings import Settings
 from harness.servers import MotoEndpoint, api_server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

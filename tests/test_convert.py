@@ -12,15 +12,15 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from busstats import convert
-from busstats.cities import City
-from busstats.convert import (
+from busstats.ingest import convert
+from busstats.ingest.convert import (
     PARQUET_SCHEMA,
     UnusableResponse,
     convert_file,
     parse_duration_seconds,
 )
-from busstats.jsonslices import MAX_ITEM_BYTES
+from busstats.ingest.jsonslices import MAX_ITEM_BYTES
+from busstats.model.cities import City
 
 DAY = dt.date(2024, 5, 1)
 CITY = City(4, "Bouaké", "Côte d'Ivoire")

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page
 
-from busstats.dashboard import PLOTLY_ASSET
-from busstats.refsim import CITIES, Fault, SimulatorConfig
+from busstats.api.dashboard import PLOTLY_ASSET
+from busstats.reference.sim import CITIES, Fault, SimulatorConfig
 from harness.browser import RequestLog, chromium
 from tests.flows import country_stats, ingest
 

@@ -23,10 +23,10 @@ import duckdb
 import polars as pl
 import pytest
 
-from busstats.commit import read_summary
-from busstats.refsim import SimulatorConfig
-from busstats.refsim.server import Fault
-from busstats.store import LocalStore
+from busstats.commit.dates import read_summary
+from busstats.reference.sim import SimulatorConfig
+from busstats.reference.sim.server import Fault
+from busstats.storage import LocalStore
 from tests.conftest import StartApi
 from tests.flows import country_stats, ingest
 

@@ -15,9 +15,9 @@ import psutil
 import pytest
 from distributed import Client, LocalCluster
 
-from busstats.config import Settings
-from busstats.refsim import CITIES, SimulatorConfig
-from busstats.store import S3Store
+from busstats.core.settings import Settings
+from busstats.reference.sim import CITIES, SimulatorConfig
+from busstats.storage import S3Store
 from harness.servers import (
     KEY_ID,
     SECRET,

@@ -17,8 +17,10 @@ import pytest
 from multidict import CIMultiDict
 from polars.testing import assert_frame_equal
 
-from busstats.commit import begin_date
-from busstats.exports import (
+from busstats.commit.dates import begin_date
+from busstats.model.stats import CountryDay, CountryStats
+from busstats.reference.sim import SimulatorConfig
+from busstats.stats.exports import (
     TABLE_SCHEMA,
     Format,
     NotAcceptable,
@@ -26,9 +28,7 @@ from busstats.exports import (
     encode,
     negotiate,
 )
-from busstats.refsim import SimulatorConfig
-from busstats.stats import CountryDay, CountryStats
-from busstats.store import Store
+from busstats.storage import Store
 from tests.flows import ingest
 
 DAYS = ("2024-05-01", "2024-05-02")

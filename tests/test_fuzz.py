@@ -17,8 +17,8 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from busstats.app import create_app
-from busstats.config import Settings
+from busstats.api.app import create_app
+from busstats.core.settings import Settings
 
 EXAMPLES = 300
 

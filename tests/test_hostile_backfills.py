@@ -15,11 +15,11 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from busstats.backfills import BackfillRecord
-from busstats.jobs import JobStore
-from busstats.layout import backfill_key
-from busstats.refsim import SimulatorConfig
-from busstats.store import LocalStore
+from busstats.jobs.records import JobStore
+from busstats.model.backfills import BackfillRecord
+from busstats.reference.sim import SimulatorConfig
+from busstats.storage import LocalStore
+from busstats.storage.keys import backfill_key
 from harness.servers import api_server, serve_process, settings_for, simulator
 
 FIRST, LAST = dt.date(2024, 5, 1), dt.date(2024, 5, 5)

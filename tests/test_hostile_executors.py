@@ -19,14 +19,14 @@ import psutil
 import pytest
 from distributed import Client
 
-from busstats.cities import City
-from busstats.citywork import CityOutcome, CityTask
-from busstats.config import ConfigError, Settings
-from busstats.conversions import ProcessConversions, ThreadConversions
-from busstats.executors import DASK_CONNECT_SECONDS, DaskExecutor
-from busstats.jobs import CityStatus
-from busstats.refsim import CITIES, SimulatorConfig
-from busstats.refsim.data import generate_rows
+from busstats.core.settings import ConfigError, Settings
+from busstats.executors.conversions import ProcessConversions, ThreadConversions
+from busstats.executors.select import DASK_CONNECT_SECONDS, DaskExecutor
+from busstats.ingest.citywork import CityOutcome, CityTask
+from busstats.model.cities import City
+from busstats.model.jobs import CityStatus
+from busstats.reference.sim import CITIES, SimulatorConfig
+from busstats.reference.sim.data import generate_rows
 from harness.servers import MotoEndpoint, s3_environment, serve_process, simulator
 
 DAY = dt.date(2024, 5, 1)

@@ -7,11 +7,12 @@ import contextlib
 import datetime as dt
 import re
 
-from busstats.jobs import JobStatus, JobStore
-from busstats.layout import date_lease_key, job_lease_key
-from busstats.leases import Leases
-from busstats.refsim import SimulatorConfig
-from busstats.runner import JobRunner
+from busstats.jobs.records import JobStore
+from busstats.model.jobs import JobStatus
+from busstats.orchestration.runner import JobRunner
+from busstats.reference.sim import SimulatorConfig
+from busstats.storage.keys import date_lease_key, job_lease_key
+from busstats.storage.leases import Leases
 from harness.servers import MotoEndpoint, open_s3_store, simulator
 from tests.test_hostile_zombie import late_requests, settings, started, until_expired
 

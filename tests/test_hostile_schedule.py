@@ -12,10 +12,10 @@ import aiohttp
 import msgspec
 import pytest
 
-from busstats.config import Settings
-from busstats.jobs import JobRecord
-from busstats.schedule import FIRED_PREFIX, STATE_KEY, Scheduler, fired_key
-from busstats.store import LocalStore, Store, StoreError
+from busstats.core.settings import Settings
+from busstats.model.jobs import JobRecord
+from busstats.orchestration.schedule import FIRED_PREFIX, STATE_KEY, Scheduler, fired_key
+from busstats.storage import LocalStore, Store, StoreError
 from harness.servers import serve_process
 
 AT_SIX = dt.datetime(2024, 5, 2, 6, 0, tzinfo=dt.UTC)

@@ -16,10 +16,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from busstats import uploads
-from busstats.commit import read_summary
-from busstats.refsim import SimulatorConfig
-from busstats.store import LocalStore
+from busstats.commit.dates import read_summary
+from busstats.orchestration import uploads
+from busstats.reference.sim import SimulatorConfig
+from busstats.storage import LocalStore
 from harness.servers import (
     MotoEndpoint,
     RunningSimulator,

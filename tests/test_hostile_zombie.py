@@ -25,14 +25,16 @@ from dataclasses import dataclass, field
 import msgspec
 from aiohttp import web
 
-from busstats.commit import read_summary
-from busstats.config import Settings
-from busstats.jobs import JobStatus, JobStore
-from busstats.layout import PARQUET, RAW, date_lease_key, date_prefix, job_lease_key
-from busstats.leases import Leases, now
-from busstats.refsim import SimulatorConfig
-from busstats.runner import JobRunner
-from busstats.store import S3Store
+from busstats.commit.dates import read_summary
+from busstats.core.clock import now
+from busstats.core.settings import Settings
+from busstats.jobs.records import JobStore
+from busstats.model.jobs import JobStatus
+from busstats.orchestration.runner import JobRunner
+from busstats.reference.sim import SimulatorConfig
+from busstats.storage import S3Store
+from busstats.storage.keys import PARQUET, RAW, date_lease_key, date_prefix, job_lease_key
+from busstats.storage.leases import Leases
 from harness.servers import MotoEndpoint, open_s3_store, s3_settings, simulator
 from tests.faultproxy import PassOn, loopback_proxy
 

@@ -9,11 +9,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from busstats.config import DateParam
-from busstats.layout import PARQUET, RAW, date_prefix, parquet_key, raw_key
-from busstats.refsim import CITIES, Fault, SimulatorConfig
-from busstats.refsim.server import JUNK_ROWS
-from busstats.store import LocalStore, Store
+from busstats.core.settings import DateParam
+from busstats.reference.sim import CITIES, Fault, SimulatorConfig
+from busstats.reference.sim.server import JUNK_ROWS
+from busstats.storage import LocalStore, Store
+from busstats.storage.keys import PARQUET, RAW, date_prefix, parquet_key, raw_key
 from harness.servers import RunningSimulator, api_server, settings_for, simulator
 from tests.conftest import StartApi
 from tests.expected import assert_same_stats, country_stats

@@ -13,14 +13,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from busstats.config import Settings
-from busstats.jobindex import JobFilter, decode_cursor, encode_cursor, list_jobs
-from busstats.jobs import CityReport, JobRecord, JobStatus, JobStore
-from busstats.layout import JOB_INDEX, job_index_key, job_lease_key
-from busstats.leases import Leases
-from busstats.refsim import SimulatorConfig
-from busstats.runner import JobRunner
-from busstats.store import Store
+from busstats.core.settings import Settings
+from busstats.jobs.index import JobFilter, decode_cursor, encode_cursor, list_jobs
+from busstats.jobs.records import JobStore
+from busstats.model.jobs import CityReport, JobRecord, JobStatus
+from busstats.orchestration.runner import JobRunner
+from busstats.reference.sim import SimulatorConfig
+from busstats.storage import Store
+from busstats.storage.keys import JOB_INDEX, job_index_key, job_lease_key
+from busstats.storage.leases import Leases
 from harness.servers import (
     MotoEndpoint,
     api_server,
@@ -139,7 +140,7 @@ async def test_a_status_change_replaces_the_entry(store: Store) -> None:
 async def test_entries_of_one_job_split_across_list_chunks_stay_one_job(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from busstats import jobindex
+    from busstats.jobs import index as jobindex
 
     monkeypatch.setattr(jobindex, "LIST_CHUNK", 3)
     jobs = await seed(store, 6)
@@ -154,7 +155,7 @@ async def test_entries_of_one_job_split_across_list_chunks_stay_one_job(
 async def test_a_strict_filter_ends_a_page_short_with_a_cursor(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from busstats import jobindex
+    from busstats.jobs import index as jobindex
 
     monkeypatch.setattr(jobindex, "LIST_CHUNK", 4)
     jobs = await seed(store, 20)
@@ -176,7 +177,7 @@ async def test_a_strict_filter_ends_a_page_short_with_a_cursor(
     ["", "x", "%%%", encode_cursor("0" * 16) + "A", encode_cursor("1" * 16 + "-" + "g" * 32)],
 )
 def test_a_cursor_the_api_did_not_give_is_refused(cursor: str) -> None:
-    from busstats.jobindex import BadCursor
+    from busstats.jobs.index import BadCursor
 
     with pytest.raises(BadCursor):
         decode_cursor(cursor)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from busstats.jsonslices import MAX_ITEM_BYTES, NotAnArray, array_slices
+from busstats.ingest.jsonslices import MAX_ITEM_BYTES, NotAnArray, array_slices
 
 # Strings made of the characters that could fool a slicer: brackets, commas, quotes, escapes.
 tricky_text = st.text(alphabet=st.sampled_from('},{[]"\\ a\né'), max_size=12)

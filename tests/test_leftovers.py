@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from busstats.refsim import SimulatorConfig
+from busstats.reference.sim import SimulatorConfig
 from harness.servers import serve_process, simulator
 from tests.flows import wait_for_job
 

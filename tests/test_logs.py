@@ -12,8 +12,8 @@ from typing import Any
 
 import aiohttp
 
-from busstats.logs import QUIET_LIBRARIES, configure_logging
-from busstats.refsim import SimulatorConfig
+from busstats.core.logs import QUIET_LIBRARIES, configure_logging
+from busstats.reference.sim import SimulatorConfig
 from harness.servers import KEY_ID, REGION, MotoEndpoint, serve_process, simulator
 from tests.flows import ingest
 

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from busstats.config import Settings
-from busstats.refsim import Fault, SimulatorConfig
+from busstats.core.settings import Settings
+from busstats.reference.sim import Fault, SimulatorConfig
 from harness.servers import api_server, simulator
 from tests.flows import FINISHED
 

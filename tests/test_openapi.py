@@ -16,13 +16,13 @@ import pytest
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
-from busstats.app import create_app
-from busstats.backfills import BackfillAccepted, BackfillRecord
-from busstats.config import Settings
-from busstats.jobs import CityReport, JobRecord
-from busstats.openapi import openapi_document
-from busstats.payloads import JobAccepted
-from busstats.stats import CountryDay, CountryStats
+from busstats.api.app import create_app
+from busstats.api.openapi import openapi_document
+from busstats.core.settings import Settings
+from busstats.model.backfills import BackfillAccepted, BackfillRecord
+from busstats.model.jobs import CityReport, JobRecord
+from busstats.model.payloads import JobAccepted
+from busstats.model.stats import CountryDay, CountryStats
 from harness.servers import api_server
 
 NOT_IN_DOCUMENT = {"/openapi.json", "/docs", "/docs/{name}", "/", "/dashboard/{name}"}
@@ -177,7 +177,7 @@ def test_a_field_added_to_a_type_appears_in_the_document() -> None:
     class Extended(CountryDay, frozen=True):
         buses_late: int
 
-    from busstats import openapi
+    from busstats.api import openapi
 
     operations = [
         openapi.Operation("get", "/x", "x", "x", "x", [openapi.Answer(200, "x", list[Extended])])

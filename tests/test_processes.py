@@ -11,10 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from busstats.commit import read_summary
-from busstats.layout import PARQUET, RAW, date_prefix
-from busstats.refsim import CITIES, SimulatorConfig
-from busstats.store import S3Store
+from busstats.commit.dates import read_summary
+from busstats.reference.sim import CITIES, SimulatorConfig
+from busstats.storage import S3Store
+from busstats.storage.keys import PARQUET, RAW, date_prefix
 from harness.servers import (
     MotoEndpoint,
     RunningSimulator,

@@ -8,9 +8,9 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from busstats.config import Settings
-from busstats.layout import job_key
-from busstats.store import LocalStore
+from busstats.core.settings import Settings
+from busstats.storage import LocalStore
+from busstats.storage.keys import job_key
 from harness.servers import api_server
 from tests.flows import ingest
 from tests.loopback import loopback_app

@@ -12,10 +12,12 @@ from types import ModuleType
 import aiohttp
 import pytest
 
-from busstats import cities, excerpt, reference
-from busstats.config import DateParam, Settings
-from busstats.reference import DateSpelling, ReferenceClient, RetryPolicy
-from busstats.refsim import CITIES, Fault, SimulatorConfig
+from busstats.core import excerpt
+from busstats.core.settings import DateParam, Settings
+from busstats.reference import cities
+from busstats.reference import client as reference
+from busstats.reference.client import DateSpelling, ReferenceClient, RetryPolicy
+from busstats.reference.sim import CITIES, Fault, SimulatorConfig
 from harness.servers import api_server, simulator
 from tests.flows import ingest
 
@@ -48,11 +50,11 @@ async def test_retry_log_lines_name_the_url_city_attempt_and_cause_but_no_passwo
         with_credentials = sim.url.replace("http://", "http://user:hunter2@")
         client = ReferenceClient(session, with_credentials, DateSpelling(DateParam.DATETIME), retry)
         with (
-            caplog.at_level(logging.WARNING, logger="busstats.reference"),
+            caplog.at_level(logging.WARNING, logger="busstats.reference.client"),
             pytest.raises(reference.ReferenceError, match="gave up after 3 attempts"),
         ):
             await client.download_day(4, DAY, io.BytesIO())
-    lines = [r.getMessage() for r in caplog.records if r.name == "busstats.reference"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "busstats.reference.client"]
     cause = "GET /cities/4/stats?date=2024-05-01T00:00:00 answered 500"
     assert len(lines) == 3
     for number, line in enumerate(lines, start=1):

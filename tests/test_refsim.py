@@ -12,10 +12,10 @@ import zlib
 import aiohttp
 import pytest
 
-from busstats.convert import parse_duration_seconds
-from busstats.refsim import CITIES, Fault, SimulatorConfig
-from busstats.refsim.data import generate_rows
-from busstats.refsim.hostile import BAD_CITY_ENTRIES
+from busstats.ingest.convert import parse_duration_seconds
+from busstats.reference.sim import CITIES, Fault, SimulatorConfig
+from busstats.reference.sim.data import generate_rows
+from busstats.reference.sim.hostile import BAD_CITY_ENTRIES
 from harness import servers
 from harness.servers import RunningSimulator, free_socket
 

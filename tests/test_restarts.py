@@ -10,11 +10,11 @@ from typing import Any
 
 import aiohttp
 
-from busstats.config import Settings
-from busstats.jobs import JobStore
-from busstats.layout import PARQUET, date_prefix
-from busstats.refsim import CITIES, SimulatorConfig
-from busstats.store import LocalStore
+from busstats.core.settings import Settings
+from busstats.jobs.records import JobStore
+from busstats.reference.sim import CITIES, SimulatorConfig
+from busstats.storage import LocalStore
+from busstats.storage.keys import PARQUET, date_prefix
 from harness.servers import api_server, serve_process, simulator
 from tests.flows import country_stats, ingest, wait_for_job
 

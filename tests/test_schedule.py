@@ -12,18 +12,12 @@ import aiohttp
 import msgspec
 import pytest
 
-from busstats.config import Settings
-from busstats.jobs import JobRecord
-from busstats.refsim import SimulatorConfig
-from busstats.schedule import (
-    STATE_KEY,
-    FireMarker,
-    Scheduler,
-    ScheduleState,
-    fired_key,
-    latest_due,
-)
-from busstats.store import LocalStore, Store
+from busstats.core.settings import Settings
+from busstats.model.jobs import JobRecord
+from busstats.model.schedule import FireMarker, ScheduleState
+from busstats.orchestration.schedule import STATE_KEY, Scheduler, fired_key, latest_due
+from busstats.reference.sim import SimulatorConfig
+from busstats.storage import LocalStore, Store
 from harness.servers import (
     MotoEndpoint,
     RunningSimulator,
@@ -328,7 +322,7 @@ async def test_the_schedule_survives_a_restart_and_catches_up(
 
 @pytest.mark.parametrize("value", ["6:00", "24:00", "06:00:60", "noon"])
 def test_the_setting_refuses_a_bad_time(value: str) -> None:
-    from busstats.config import ConfigError
+    from busstats.core.settings import ConfigError
 
     with pytest.raises(ConfigError, match="BUSSTATS_SCHEDULE_AT"):
         Settings.from_env({"BUSSTATS_SCHEDULE_AT": value})

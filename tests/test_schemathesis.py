@@ -25,9 +25,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from busstats.config import Settings
-from busstats.openapi import OPERATIONS
-from busstats.refsim import SimulatorConfig
+from busstats.api.openapi import OPERATIONS
+from busstats.core.settings import Settings
+from busstats.reference.sim import SimulatorConfig
 from harness.servers import api_server, simulator
 
 EXAMPLES = 25

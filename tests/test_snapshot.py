@@ -9,9 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from busstats.jobs import JobStore
-from busstats.layout import date_lease_key, job_lease_key
-from busstats.refsim import SimulatorConfig
+from busstats.jobs.records import JobStore
+from busstats.reference.sim import SimulatorConfig
+from busstats.storage.keys import date_lease_key, job_lease_key
 from harness.servers import (
     MotoEndpoint,
     RunningSimulator,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from busstats.cities import City
-from busstats.convert import MAX_PASSENGERS, convert_file
-from busstats.stats import country_stats
-from busstats.store import Store
+from busstats.ingest.convert import MAX_PASSENGERS, convert_file
+from busstats.model.cities import City
+from busstats.stats.query import country_stats
+from busstats.storage import Store
 from tests.flows import commit_city
 
 MAY_1 = dt.date(2024, 5, 1)

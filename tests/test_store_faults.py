@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
 
-from busstats.commit import read_summary
-from busstats.layout import PARQUET, RAW, date_prefix, parquet_key, raw_key
-from busstats.refsim import CITIES, SimulatorConfig
-from busstats.store import ObjectNotFound, S3Store, StoreError
+from busstats.commit.dates import read_summary
+from busstats.reference.sim import CITIES, SimulatorConfig
+from busstats.storage import ObjectNotFound, S3Store, StoreError
+from busstats.storage.keys import PARQUET, RAW, date_prefix, parquet_key, raw_key
 from harness.servers import MotoEndpoint, api_server, open_s3_store, s3_settings, simulator
 from tests.expected import assert_same_stats, country_stats
 from tests.faultproxy import FaultProxy, fault_proxy

@@ -13,14 +13,20 @@ import aiohttp
 import polars as pl
 import pytest
 
-from busstats.cities import City
-from busstats.config import Settings
-from busstats.convert import convert_file
-from busstats.layout import summary_key
-from busstats.refsim import Fault, SimulatorConfig
-from busstats.stats import Source, country_stats
-from busstats.store import LocalStore, Store
-from busstats.summary import PARTIAL_SCHEMA, SUMMARY_SCHEMA, decode_summaries, encode_summary
+from busstats.commit.summaries import (
+    PARTIAL_SCHEMA,
+    SUMMARY_SCHEMA,
+    decode_summaries,
+    encode_summary,
+)
+from busstats.core.settings import Settings
+from busstats.ingest.convert import convert_file
+from busstats.model.cities import City
+from busstats.model.stats import Source
+from busstats.reference.sim import Fault, SimulatorConfig
+from busstats.stats.query import country_stats
+from busstats.storage import LocalStore, Store
+from busstats.storage.keys import summary_key
 from harness.servers import MotoEndpoint, api_server, s3_settings, simulator
 from tests.faultproxy import fault_proxy
 from tests.flows import commit_city, ingest, wait_for_job

@@ -12,12 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from busstats import convert
-from busstats.cities import City
-from busstats.convert import convert_file
-from busstats.stats import MICROSECONDS_PER_MINUTE, Source, country_days, country_stats
-from busstats.store import LocalStore
-from busstats.summary import PARTIAL_SCHEMA, partials_from_parquet
+from busstats.commit.summaries import PARTIAL_SCHEMA, partials_from_parquet
+from busstats.ingest import convert
+from busstats.ingest.convert import convert_file
+from busstats.model.cities import City
+from busstats.model.stats import Source
+from busstats.stats.query import MICROSECONDS_PER_MINUTE, country_days, country_stats
+from busstats.storage import LocalStore
 from tests.flows import commit_city
 
 DAY = dt.date(2024, 5, 1)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import aiohttp
 
-from busstats.jobs import JobSource, JobStatus, JobStore
-from busstats.refsim import SimulatorConfig
-from busstats.runner import INTERRUPTED
-from busstats.store import LocalStore
+from busstats.jobs.records import JobStore
+from busstats.model.jobs import JobSource, JobStatus
+from busstats.orchestration.runner import INTERRUPTED
+from busstats.reference.sim import SimulatorConfig
+from busstats.storage import LocalStore
 from harness.servers import api_server, settings_for, simulator
 
 DAY = "2024-05-01"

@@ -18,11 +18,12 @@ import polars as pl
 import pytest
 from multidict import CIMultiDictProxy
 
-from busstats.cities import City
-from busstats.commit import ONLY_UPLOADED, StoredCity, read_summary, upload_rows
-from busstats.refsim import SimulatorConfig
-from busstats.store import LocalStore, Store
-from busstats.summary import SUMMARY_SCHEMA
+from busstats.commit.dates import ONLY_UPLOADED, read_summary, upload_rows
+from busstats.commit.summaries import SUMMARY_SCHEMA
+from busstats.model.cities import City
+from busstats.model.summaries import StoredCity
+from busstats.reference.sim import SimulatorConfig
+from busstats.storage import LocalStore, Store
 from harness.servers import RunningSimulator
 from tests.conftest import StartApi
 from tests.expected import assert_same_stats, country_stats

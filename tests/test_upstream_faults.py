@@ -10,11 +10,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from busstats.commit import read_summary
-from busstats.config import Settings
-from busstats.layout import PARQUET, RAW, city_file_of, date_prefix
-from busstats.refsim import CITIES, Fault, SimulatorConfig
-from busstats.store import LocalStore
+from busstats.commit.dates import read_summary
+from busstats.core.settings import Settings
+from busstats.reference.sim import CITIES, Fault, SimulatorConfig
+from busstats.storage import LocalStore
+from busstats.storage.keys import PARQUET, RAW, city_file_of, date_prefix
 from harness.servers import api_server, free_socket, simulator
 from tests.flows import ingest
 

@@ -19,9 +19,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from busstats.config import ConfigError, DateParam, Settings
-from busstats.layout import RAW, city_file_of, date_prefix, raw_key
-from busstats.reference import (
+from busstats.core.settings import ConfigError, DateParam, Settings
+from busstats.reference.client import (
     BodyTooLarge,
     DateSpelling,
     DownloadLimits,
@@ -29,9 +28,10 @@ from busstats.reference import (
     RetryPolicy,
     TookTooLong,
 )
-from busstats.refsim import CITIES, Fault, SimulatorConfig
-from busstats.refsim.data import generate_rows
-from busstats.store import LocalStore
+from busstats.reference.sim import CITIES, Fault, SimulatorConfig
+from busstats.reference.sim.data import generate_rows
+from busstats.storage import LocalStore
+from busstats.storage.keys import RAW, city_file_of, date_prefix, raw_key
 from harness.servers import api_server, simulator
 from tests.flows import ingest, wait_for_job
 from tests.loopback import loopback_app

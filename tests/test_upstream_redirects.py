@@ -12,14 +12,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from busstats.config import DateParam, Settings
-from busstats.reference import (
-    DateSpelling,
-    ReferenceClient,
-    ReferenceError,
-    RetryPolicy,
-)
-from busstats.refsim import Fault, SimulatorConfig
+from busstats.core.settings import DateParam, Settings
+from busstats.reference.client import DateSpelling, ReferenceClient, ReferenceError, RetryPolicy
+from busstats.reference.sim import Fault, SimulatorConfig
 from harness.servers import api_server, simulator
 from tests.flows import ingest
 from tests.loopback import loopback_app

@@ -1,0 +1,1 @@
+"""The `busstats` command. Client commands talk to a running service over HTTP."""

@@ -1,0 +1,298 @@
+"""The client commands `ingest`, `cancel`, `stats`, `jobs` and `upload`: each talks to a
+running service over HTTP and returns the exit code a script can rely on (see `EXIT_CODES`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rich.console import Console
+
+from busstats.cli.client import (
+    BackfillView,
+    Client,
+    JobView,
+    ServiceError,
+    UnexpectedAnswer,
+    Unreachable,
+    decode_answer,
+    follow_backfill,
+    wait_for,
+)
+from busstats.cli.render import (
+    Column,
+    LiveProgress,
+    PlainProgress,
+    backfill_line,
+    job_line,
+    print_table,
+)
+
+OK = 0
+JOB_NOT_SUCCEEDED = 1
+USAGE = 2
+SERVICE_ERROR = 3
+UNREACHABLE = 4
+INTERRUPTED = 130  # Ctrl-C, as shells report it; queued jobs and backfills go on running
+
+EXIT_CODES = f"""exit codes:
+  {OK}  done (with --wait: every job succeeded)
+  {JOB_NOT_SUCCEEDED}  a job ended partial or failed
+  {USAGE}  usage error (bad arguments)
+  {SERVICE_ERROR}  the service answered an error (4xx/5xx), or an answer that is not the API's
+  {UNREACHABLE}  the service could not be reached, or its answer was cut short"""
+
+MAX_INGEST_DAYS = 366
+"""The most dates one `busstats ingest --to` asks for, so that a typo in a year cannot start
+a backfill of thousands of dates."""
+
+
+class UsageError(Exception):
+    """Arguments that argparse accepts but that make no sense together."""
+
+
+def run(command: Callable[[Client, argparse.Namespace], Awaitable[int]], args: Any) -> int:
+    """Run a client command against `args.url`; service errors become exit codes."""
+
+    async def main() -> int:
+        async with Client(args.url) as client:
+            return await command(client, args)
+
+    try:
+        return asyncio.run(main())
+    except UsageError as exc:
+        print(f"busstats: error: {exc}", file=sys.stderr)
+        return USAGE
+    except ServiceError as exc:
+        print(f"busstats: the service answered {exc.status}: {exc.message}", file=sys.stderr)
+        return SERVICE_ERROR
+    except UnexpectedAnswer as exc:
+        print(f"busstats: {args.url} is not answering as busstats does: {exc}", file=sys.stderr)
+        return SERVICE_ERROR
+    except Unreachable as exc:
+        print(f"busstats: cannot reach the service: {exc}", file=sys.stderr)
+        return UNREACHABLE
+    except KeyboardInterrupt:
+        return INTERRUPTED
+
+
+def _check_range(start: str, end: str) -> None:
+    """Refuse, before any request, a range that is not dates, backwards or too long."""
+    try:
+        first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    except ValueError as exc:
+        raise UsageError(f"--to needs dates as YYYY-MM-DD: {exc}") from None
+    if first > last:
+        raise UsageError(f"{start} is after {end}")
+    count = (last - first).days + 1
+    if count > MAX_INGEST_DAYS:
+        raise UsageError(f"{count} days asked; at most {MAX_INGEST_DAYS} at once")
+
+
+async def ingest(client: Client, args: argparse.Namespace) -> int:
+    """One date: one job. A range (`--to`): one backfill, which creates a job per date on
+    the service, a few at a time."""
+    if args.to is not None:
+        return await _ingest_range(client, args)
+    accepted = await client.submit(args.date)
+    if not args.wait:
+        print(f"{accepted.date} {accepted.job_id} {accepted.status}")
+        return OK
+    console = Console()
+    views: list[JobView] = []
+    if console.is_terminal:
+        with LiveProgress(console) as progress:
+            async for views in wait_for(client, [accepted.job_id], args.interval):
+                progress.update(views)
+        for view in views:
+            print(job_line(view))
+    else:
+        plain = PlainProgress(sys.stdout)
+        async for views in wait_for(client, [accepted.job_id], args.interval):
+            plain.update(views)
+    return OK if all(view.status == "succeeded" for view in views) else JOB_NOT_SUCCEEDED
+
+
+async def _ingest_range(client: Client, args: argparse.Namespace) -> int:
+    _check_range(args.date, args.to)
+    backfill = await client.start_backfill(args.date, args.to)
+    if not args.wait:
+        print(backfill_line(backfill))
+        for job in backfill.jobs:
+            print(f"{job.date} {job.job_id} {job.status}")
+        return OK
+    try:
+        return await _follow(client, backfill, args.interval)
+    except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels the command
+        print(
+            f"busstats: stopped following; backfill {backfill.backfill_id} goes on running on"
+            f" the service. To stop it: busstats cancel {backfill.backfill_id} --url {args.url}",
+            file=sys.stderr,
+        )
+        raise
+
+
+async def _follow(client: Client, started: BackfillView, interval: float) -> int:
+    """Follow the backfill and each of its jobs until all have ended; 0 if all succeeded."""
+    console = Console()
+    backfill, jobs = started, list[JobView]()
+    if console.is_terminal:
+        with LiveProgress(console) as progress:
+            async for backfill, jobs in follow_backfill(client, started.backfill_id, interval):
+                progress.update(jobs, backfill)
+        for view in jobs:
+            print(job_line(view))
+        print(backfill_line(backfill))
+    else:
+        plain = PlainProgress(sys.stdout)
+        async for backfill, jobs in follow_backfill(client, started.backfill_id, interval):
+            plain.update(jobs)
+            plain.backfill(backfill)
+    succeeded = backfill.status == "succeeded" and all(job.status == "succeeded" for job in jobs)
+    return OK if succeeded else JOB_NOT_SUCCEEDED
+
+
+async def cancel(client: Client, args: argparse.Namespace) -> int:
+    """Cancel a backfill or a job by its id."""
+    what, answer = await client.cancel(args.id)
+    why = answer.reason or answer.error or ""
+    if answer.status in ("running", "queued"):  # 202: its jobs take a while to stop
+        why = "cancelled; its jobs are still stopping"
+    said = why if why.startswith(answer.status) else f"{answer.status}: {why}".rstrip(": ")
+    print(f"{what} {args.id}: {said}")
+    return OK
+
+
+STATS_COLUMNS = [
+    Column("date"),
+    Column("country"),
+    Column("buses", "right"),
+    Column("passengers", "right"),
+    Column("accident"),
+    Column("avg delay min", "right"),
+    Column("cities", "right"),
+]
+
+
+class _StatsRow(msgspec.Struct):
+    country: str
+    date: str
+    buses_started: int
+    total_passengers: int
+    accident: bool
+    average_delay_minutes: float | None
+    cities_counted: int
+
+
+class _Incomplete(msgspec.Struct):
+    date: str
+    reason: str
+    cities_listed: int | None = None
+    cities_counted: int | None = None
+
+
+class _Stats(msgspec.Struct):
+    stats: list[_StatsRow]
+    dates_without_data: list[str] = msgspec.field(default_factory=list[str])
+    incomplete_dates: list[_Incomplete] = msgspec.field(default_factory=list[_Incomplete])
+
+
+async def stats(client: Client, args: argparse.Namespace) -> int:
+    binary = args.format == "parquet"
+    if binary and args.output is None and sys.stdout.isatty():
+        raise UsageError("parquet is binary: give --output FILE or redirect stdout")
+    fmt = "json" if args.format == "table" else args.format
+    answer = await client.country_stats(args.start, args.end, fmt)
+    if args.format != "table":
+        if answer.incomplete_dates and args.format != "json":
+            print(
+                f"busstats: warning: {answer.incomplete_dates} incomplete date(s) in the range;"
+                " --format json or table says which",
+                file=sys.stderr,
+            )
+        _write(answer.body, args.output)
+        return OK
+    _show_stats(decode_answer(answer.body, _Stats, "GET /country-stats"), args.output)
+    return OK
+
+
+def _show_stats(answer: _Stats, output: str | None) -> None:
+    """The table, and on stderr which dates are incomplete or have no data."""
+    for gap in answer.incomplete_dates:
+        print(f"busstats: warning: {gap.date} is incomplete: {gap.reason}", file=sys.stderr)
+    rows = [
+        [
+            row.date,
+            row.country,
+            f"{row.buses_started:,}",
+            f"{row.total_passengers:,}",
+            "yes" if row.accident else "no",
+            f"{row.average_delay_minutes:.2f}" if row.average_delay_minutes is not None else "",
+            str(row.cities_counted),
+        ]
+        for row in answer.stats
+    ]
+    if output is None:
+        print_table(Console(), STATS_COLUMNS, rows)
+    else:
+        with Path(output).open("w") as file:
+            print_table(Console(file=file), STATS_COLUMNS, rows)
+    if answer.dates_without_data:
+        shown = ", ".join(answer.dates_without_data[:10])
+        more = " ..." if len(answer.dates_without_data) > 10 else ""
+        print(
+            f"busstats: no data for {len(answer.dates_without_data)} date(s): {shown}{more}",
+            file=sys.stderr,
+        )
+
+
+def _write(body: bytes, output: str | None) -> None:
+    """The bytes as the service sent them, to the file or to stdout."""
+    if output is None:
+        sys.stdout.buffer.write(body)
+        sys.stdout.buffer.flush()
+    else:
+        Path(output).write_bytes(body)
+
+
+JOB_COLUMNS = [Column("created_at"), Column("date"), Column("status"), Column("job_id")]
+
+
+async def jobs(client: Client, args: argparse.Namespace) -> int:
+    filters = {
+        name: value
+        for name, value in [("date", args.date), ("status", args.status)]
+        if value is not None
+    }
+    rows = [
+        [listing.created_at, listing.date, listing.status, listing.job_id]
+        async for listing in client.jobs(filters, args.limit, args.page_size)
+    ]
+    print_table(Console(), JOB_COLUMNS, rows)
+    return OK
+
+
+def _existing_file(name: str) -> Path:
+    path = Path(name)
+    if not path.is_file():
+        raise UsageError(f"{name} is not a file")
+    return path
+
+
+async def upload(client: Client, args: argparse.Namespace) -> int:
+    file = _existing_file(args.file)
+    params = {
+        name: value
+        for name, value in [("city_name", args.city_name), ("country", args.country)]
+        if value is not None
+    }
+    body = await client.upload(args.date, args.city_id, file, params)  # a job record, checked
+    status = decode_answer(body, JobView, "PUT /raw").status
+    print(msgspec.json.format(body, indent=2).decode())
+    return OK if status == "succeeded" else JOB_NOT_SUCCEEDED

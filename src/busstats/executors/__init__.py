@@ -1,0 +1,2 @@
+"""Where city work runs: threads, local worker processes, or a Dask cluster
+(`BUSSTATS_EXECUTOR`)."""

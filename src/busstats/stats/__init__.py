@@ -1,0 +1,1 @@
+"""Answers over committed dates: the per-country query and its export formats."""
