@@ -51,7 +51,7 @@ async def test_retry_log_lines_name_the_url_city_attempt_and_cause_but_no_passwo
         client = ReferenceClient(session, with_credentials, DateSpelling(DateParam.DATETIME), retry)
         with (
             caplog.at_level(logging.WARNING, logger="busstats.reference.client"),
-            pytest.raises(reference.ReferenceError, match="gave up after 3 attempts"),
+            pytest.raises(reference.UpstreamError, match="gave up after 3 attempts"),
         ):
             await client.download_day(4, DAY, io.BytesIO())
     lines = [r.getMessage() for r in caplog.records if r.name == "busstats.reference.client"]

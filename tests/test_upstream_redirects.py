@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from busstats.core.settings import DateParam, Settings
-from busstats.reference.client import DateSpelling, ReferenceClient, ReferenceError, RetryPolicy
+from busstats.reference.client import DateSpelling, ReferenceClient, RetryPolicy, UpstreamError
 from busstats.reference.sim import Fault, SimulatorConfig
 from harness.servers import api_server, simulator
 from tests.flows import ingest
@@ -70,7 +70,7 @@ async def test_redirects_in_circles_end() -> None:
 
     async with loopback_app(in_circles) as (url, hits), aiohttp.ClientSession() as session:
         client = ReferenceClient(session, url, DateSpelling(DateParam.DATE))
-        with pytest.raises(ReferenceError, match="redirected more than 5 times"):
+        with pytest.raises(UpstreamError, match="redirected more than 5 times"):
             await client.download_day(1, DAY, io.BytesIO())
     assert len(hits) == 6
 
@@ -84,7 +84,7 @@ async def test_error_bodies_are_quoted_short_and_printable() -> None:
     async with loopback_app(hostile_error) as (url, _), aiohttp.ClientSession() as session:
         retry = RetryPolicy(attempts=1)
         client = ReferenceClient(session, url, DateSpelling(DateParam.DATE), retry)
-        with pytest.raises(ReferenceError) as caught:
+        with pytest.raises(UpstreamError) as caught:
             await client.download_day(1, DAY, io.BytesIO())
     message = str(caught.value)
     assert message.startswith("GET /cities/1/stats?date=2024-05-01 answered 404: ")

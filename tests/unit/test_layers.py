@@ -79,6 +79,4 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     (tmp_path / "core" / "settings.py").write_text(
         "def f():\n    from busstats.api.app import create_app\n"
     )
-    assert upward_imports(tmp_path) == [
-        "core/settings.py:2 (core) imports busstats.api.app (api)"
-    ]
+    assert upward_imports(tmp_path) == ["core/settings.py:2 (core) imports busstats.api.app (api)"]

@@ -26,7 +26,7 @@ from busstats.ingest.resources import ProcessResources
 from busstats.model.cities import City
 from busstats.model.jobs import CityStatus, InvalidRow
 from busstats.model.summaries import StoredCity
-from busstats.reference.client import ReferenceClient, ReferenceError
+from busstats.reference.client import ReferenceClient, UpstreamError
 from busstats.storage import Store, StoreError
 from busstats.storage.keys import parquet_key, raw_key
 
@@ -97,7 +97,7 @@ async def run_city(task: CityTask, tools: CityTools) -> CityOutcome:
     try:
         outcome.stored = await _store_city(task, tools, outcome)
         outcome.status = CityStatus.SUCCEEDED
-    except (ReferenceError, UnusableResponse, StoreError) as exc:
+    except (UpstreamError, UnusableResponse, StoreError) as exc:
         outcome.error = str(exc)
     except Exception as exc:  # a bug must fail one city, not the job
         log.exception("city %s of job %s failed unexpectedly", task.city.id, task.run_id)

@@ -24,7 +24,7 @@ from busstats.jobs.logs import log_city_finished, log_job_started
 from busstats.jobs.recorder import JobRecorder
 from busstats.model.jobs import CityReport, CityStatus, JobRecord, JobStatus
 from busstats.model.summaries import StoredCity
-from busstats.reference.client import City, ReferenceClient, ReferenceError
+from busstats.reference.client import City, ReferenceClient, UpstreamError
 from busstats.storage import PreconditionFailed, Store, store_down
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Ingest:
         self._recorder.changed()
         try:
             listed = await self._client.cities()
-        except ReferenceError as exc:
+        except UpstreamError as exc:
             job.error = str(exc)
             job.conclude()
             return

@@ -46,7 +46,7 @@ from busstats.jobs.recorder import JobRecorder
 from busstats.model.cities import MAX_CITY_ID, City
 from busstats.model.jobs import CityStatus, JobRecord, JobStatus
 from busstats.model.summaries import StoredCity
-from busstats.reference.client import Download, ReferenceClient, ReferenceError
+from busstats.reference.client import Download, ReferenceClient, UpstreamError
 from busstats.storage import PreconditionFailed, Store, StoreError, store_down
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ async def _known_city(
         return City(city_id, row["city_name"], row["country"]), ()
     try:
         listed = await client.cities()
-    except ReferenceError as exc:
+    except UpstreamError as exc:
         log.warning("upload of city %s: upstream's city list is unavailable: %s", city_id, exc)
         return None, ()
     cities = tuple(City(city.id, city.name, city.country) for city in listed.cities)

@@ -37,11 +37,11 @@ __all__ = [
     "DownloadLimits",
     "RedirectRefused",
     "ReferenceClient",
-    "ReferenceError",
     "RejectedCity",
     "RetryPolicy",
     "TookTooLong",
     "TransientError",
+    "UpstreamError",
     "spell_date",
 ]
 
@@ -55,23 +55,23 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 T = TypeVar("T")
 
 
-class ReferenceError(Exception):
+class UpstreamError(Exception):
     """The reference server failed, timed out or answered something unusable."""
 
 
-class TransientError(ReferenceError):
+class TransientError(UpstreamError):
     """A failure worth another try: no connection, a timeout, a cut-off body or a 5xx/429."""
 
 
-class BodyTooLarge(ReferenceError):
+class BodyTooLarge(UpstreamError):
     """A body grew past `DownloadLimits.max_bytes` (after decompression); not retried."""
 
 
-class TookTooLong(ReferenceError):
+class TookTooLong(UpstreamError):
     """A city's download, retries included, ran past `DownloadLimits.max_seconds`."""
 
 
-class RedirectRefused(ReferenceError):
+class RedirectRefused(UpstreamError):
     """Upstream redirected to another origin (or in circles); the target is never fetched."""
 
 
@@ -178,7 +178,7 @@ class ReferenceClient:
     async def cities(self) -> CityList:
         """The cities upstream lists; malformed entries are set aside in `rejected`.
 
-        Raises ReferenceError when the list cannot be had or is no JSON array at all.
+        Raises UpstreamError when the list cannot be had or is no JSON array at all.
         """
 
         async def fetch() -> bytes:
@@ -193,12 +193,12 @@ class ReferenceClient:
         try:
             return parse_city_list(body)
         except CityListError as exc:
-            raise ReferenceError(f"GET /cities sent {exc}") from exc
+            raise UpstreamError(f"GET /cities sent {exc}") from exc
 
     async def download_day(self, city_id: int, day: dt.date, dest: BinaryIO) -> Download:
         """Stream one city's day into `dest` (decoded JSON), retrying transient failures.
 
-        Raises ReferenceError, or the subclass naming a cap (BodyTooLarge, TookTooLong,
+        Raises UpstreamError, or the subclass naming a cap (BodyTooLarge, TookTooLong,
         RedirectRefused); `dest` is then left empty.
         """
 
@@ -299,7 +299,7 @@ class ReferenceClient:
                         self._log_failed_attempt(subject, attempt.num, exc)
                         raise
         except TransientError as exc:
-            raise ReferenceError(f"{exc} (gave up after {policy.attempts} attempts)") from exc
+            raise UpstreamError(f"{exc} (gave up after {policy.attempts} attempts)") from exc
         raise AssertionError("unreachable: stamina returns or raises")
 
     def _log_failed_attempt(self, subject: str, number: int, exc: TransientError) -> None:
@@ -330,7 +330,7 @@ async def _raise_for_status(response: aiohttp.ClientResponse, what: str) -> None
     if response.status == 200:
         return
     detail = await _error_excerpt(response)
-    error = TransientError if response.status >= 500 or response.status == 429 else ReferenceError
+    error = TransientError if response.status >= 500 or response.status == 429 else UpstreamError
     raise error(f"{what} answered {response.status}: {detail}")
 
 
