@@ -1,4 +1,4 @@
-"""Take the README's screenshot of the dashboard: `./run python -m harness.screenshot`.
+"""Take the dashboard screenshot of docs/dashboard.md: `./run python -m harness.screenshot`.
 
 Starts the simulator (one city failing upstream, so the grid shows a failure) and the API on
 a local store in a temporary folder, ingests a week, and saves what headless Chromium (the
@@ -64,7 +64,7 @@ async def take(output: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Take the README's dashboard screenshot.")
+    parser = argparse.ArgumentParser(description="Take the screenshot of docs/dashboard.md.")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     asyncio.run(take(parser.parse_args().output))
 
