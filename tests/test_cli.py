@@ -123,12 +123,14 @@ def test_settings_prints_the_table() -> None:
 
 
 def options_of(command: str) -> list[argparse.Action]:
-    """The options of one subcommand, as the parser declares them (help itself left out)."""
+    """The options of one subcommand, as the parser declares them (help and version left
+    out: they have no default)."""
     parser = _parser()
     if command:
         (subcommands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         parser = subcommands.choices[command]
-    return [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+    shown_without_default = (argparse._HelpAction, argparse._VersionAction)
+    return [a for a in parser._actions if not isinstance(a, shown_without_default)]
 
 
 @pytest.mark.parametrize("command", ["serve", "refsim", "dev", "settings", ""])
