@@ -26,6 +26,7 @@ import polars as pl
 import psutil
 
 from benchmarks.baselines import same_numbers
+from benchmarks.cli_start import Start, cli_start_phase
 from benchmarks.empty_upstream import empty_upstream
 from benchmarks.executors import ExecutorsReport, Sizes, executors_phase
 from benchmarks.report import write_report
@@ -421,6 +422,16 @@ def record_executors(run: Run, report: ExecutorsReport) -> None:
     run.failures.extend(report.failures)
 
 
+def record_cli_starts(run: Run, starts: list[Start]) -> None:
+    """The cli-start phase's medians as figures of the whole benchmark's table and JSON."""
+    for s in starts:
+        engine = s.what.split()[0]  # busstats, or python alone
+        run.record(
+            Figure("cli-start", engine, "-", s.what, s.median_seconds, s.peak_rss_mb, s.verdict)
+        )
+    run.facts["cli-start"] = [asdict(s) for s in starts]
+
+
 async def only_executors(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="busstats-bench-") as folder:
         load = os.getloadavg()
@@ -436,6 +447,9 @@ async def main(args: argparse.Namespace) -> int:
     RESULTS.mkdir(exist_ok=True)
     if args.only == "executors":
         return await only_executors(args)
+    if args.only == "cli-start":
+        cli_start_phase(args.cli_runs, RESULTS)
+        return 0
     with moto_server() as moto, tempfile.TemporaryDirectory(prefix="busstats-bench-") as folder:
         work = Path(folder)
         run = Run(args, moto, moto.new_bucket(), work)
@@ -447,6 +461,7 @@ async def main(args: argparse.Namespace) -> int:
             " (the machine is shared: other work running slows every figure)",
             flush=True,
         )
+        record_cli_starts(run, cli_start_phase(args.cli_runs, RESULTS))
         await empty_cities_phase(run)
         seed_days = [SEED_START + dt.timedelta(days=n) for n in range(args.days)]
         await ingest_phase(run, "seed-S", seed_days, ["--max-latency", "0"], parallel=4)
@@ -529,8 +544,9 @@ def cli(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["executors"],
-        help="run only this phase (it writes results/executors.json, not latest.json)",
+        choices=["executors", "cli-start"],
+        help="run only this phase (it writes results/executors.json or results/cli_start.json,"
+        " not latest.json)",
     )
     parser.add_argument(
         "--exec-days", type=int, default=3, help="M days the executors phase backfills"
@@ -540,5 +556,8 @@ def cli(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--exec-cities", type=int, default=30, help="cities of the executors phase (up to 30)"
+    )
+    parser.add_argument(
+        "--cli-runs", type=int, default=10, help="runs per command of the cli-start phase"
     )
     return asyncio.run(main(parser.parse_args(argv)))

@@ -3,26 +3,25 @@
 Every call raises `ServiceError` when the service answers an error (its `{"error": ...}`
 sentence), `UnexpectedAnswer` when what answers is not the API (an HTML page, JSON of another
 shape, another format than asked for) and `Unreachable` when no complete answer comes at all,
-so a command maps each to its own exit code. Records are decoded into small structs holding
-only what a client shows; fields the service adds later are ignored.
+so a command maps each to its own exit code. Answers are decoded with the very types the
+service encodes them with (`busstats.model`), which need only msgspec and the standard library.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-URL_VARIABLE = "BUSSTATS_URL"
-"""Environment variable naming the service, read when `--url` is not given."""
+from busstats.cli.conventions import JOBS_PAGE_LIMIT
+from busstats.model.backfills import BackfillAccepted, BackfillRecord
+from busstats.model.jobs import JobList, JobRecord, JobSummary
+from busstats.model.payloads import ErrorBody, JobAccepted
 
 STATS_MEDIA_TYPES = {
     "json": "application/json",
@@ -31,34 +30,6 @@ STATS_MEDIA_TYPES = {
     "arrow": "application/vnd.apache.arrow.stream",
 }
 """The media type the service answers `GET /country-stats` with, by `format`."""
-
-FINAL_STATUSES = frozenset({"succeeded", "partial", "failed"})
-JOBS_PAGE_LIMIT = 1000
-"""The most jobs the service returns in one page of `GET /jobs`."""
-
-
-def service_url(text: str) -> str:
-    """`text` if it is an http:// or https:// URL with a host; ValueError otherwise.
-
-    >>> service_url("http://127.0.0.1:8080")
-    'http://127.0.0.1:8080'
-    >>> service_url("127.0.0.1:8080")
-    Traceback (most recent call last):
-    ...
-    ValueError: '127.0.0.1:8080' is not an http:// or https:// URL
-    """
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text!r} is not an http:// or https:// URL")
-    return text
-
-
-def default_url() -> str:
-    """`$BUSSTATS_URL`, else the local service (`DEFAULT_URL`)."""
-    return os.environ.get(URL_VARIABLE) or DEFAULT_URL
 
 
 class ServiceError(Exception):
@@ -86,7 +57,7 @@ class UnexpectedAnswer(Exception):
 def decode_answer(body: bytes, kind: type[T], what: str) -> T:
     """`body` decoded as `kind`; UnexpectedAnswer, naming `what` was asked, if it is not one.
 
-    >>> decode_answer(b'{"error": "no"}', _ErrorBody, "GET /jobs").error
+    >>> decode_answer(b'{"error": "no"}', ErrorBody, "GET /jobs").error
     'no'
     """
     try:
@@ -96,107 +67,12 @@ def decode_answer(body: bytes, kind: type[T], what: str) -> T:
         raise UnexpectedAnswer(f"{what}: not the API's answer ({exc}): {start!r}") from None
 
 
-class Accepted(msgspec.Struct, kw_only=True):
-    """The answer to `POST /process-request`."""
-
-    job_id: str
-    date: str
-    status: str
-    status_url: str
-
-
-class CityView(msgspec.Struct, kw_only=True):
-    city_id: int
-    city_name: str
-    country: str
-    status: str
-    rows: int = 0
-    invalid_rows: int = 0
-    error: str | None = None
-    duration_seconds: float | None = None
-
-
-class JobView(msgspec.Struct, kw_only=True):
-    """A job record from `GET /jobs/{id}`, as much of it as a client shows."""
-
-    job_id: str
-    date: str
-    status: str
-    created_at: str
-    error: str | None = None
-    cities: list[CityView] = msgspec.field(default_factory=list[CityView])
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-
-class BackfillJobView(msgspec.Struct, kw_only=True):
-    """A job a backfill created, with the status the backfill last saw."""
-
-    date: str
-    job_id: str
-    status: str
-
-
-class BackfillProgressView(msgspec.Struct, kw_only=True):
-    total: int
-    done: int
-    failed: int
-    in_progress: int
-    left: int
-
-
-class BackfillView(msgspec.Struct, kw_only=True):
-    """A backfill as `POST /process-request?from=&to=` or `GET /backfills/{id}` answers it."""
-
-    backfill_id: str
-    first: str = msgspec.field(name="from")
-    last: str = msgspec.field(name="to")
-    status: str
-    reason: str | None = None
-    jobs: list[BackfillJobView] = msgspec.field(default_factory=list[BackfillJobView])
-    progress: BackfillProgressView | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.status != "running"
-
-
-class Cancelled(msgspec.Struct, kw_only=True):
-    """What `DELETE /backfills/{id}` or `DELETE /jobs/{id}` answers, as much as a client shows."""
-
-    status: str
-    reason: str | None = None
-    """A backfill's reason for its end."""
-    error: str | None = None
-    """A job's reason for its end."""
-
-
-class JobListing(msgspec.Struct, kw_only=True):
-    """One entry of `GET /jobs`."""
-
-    job_id: str
-    date: str
-    status: str
-    created_at: str
-
-
-class _JobsPage(msgspec.Struct):
-    jobs: list[JobListing]
-    next: str | None = None
-
-
 class StatsAnswer(msgspec.Struct, kw_only=True):
     """The bytes of a `GET /country-stats` answer as sent, with what its headers say."""
 
     body: bytes
     content_type: str
     incomplete_dates: int
-
-
-class _ErrorBody(msgspec.Struct):
-    error: str
 
 
 class Client:
@@ -254,52 +130,53 @@ class Client:
             raise ServiceError(response.status, _error_message(body, response.reason))
         return body, headers
 
-    async def submit(self, day: str) -> Accepted:
+    async def submit(self, day: str) -> JobAccepted:
         """Queue the ingest of one date (`POST /process-request`)."""
         body, _ = await self._call("POST", "/process-request", {"date": day}, expect=(202,))
-        return decode_answer(body, Accepted, "POST /process-request")
+        return decode_answer(body, JobAccepted, "POST /process-request")
 
-    async def start_backfill(self, first: str, last: str) -> BackfillView:
+    async def start_backfill(self, first: str, last: str) -> BackfillAccepted:
         """Queue the ingest of every date from `first` to `last` as one backfill
         (`POST /process-request?from=&to=`); the service creates the jobs a few at a time."""
         params = {"from": first, "to": last}
         body, _ = await self._call("POST", "/process-request", params, expect=(202,))
-        return decode_answer(body, BackfillView, "POST /process-request")
+        return decode_answer(body, BackfillAccepted, "POST /process-request")
 
-    async def backfill(self, backfill_id: str) -> BackfillView:
+    async def backfill(self, backfill_id: str) -> BackfillRecord:
         """The backfill's record now (`GET /backfills/{id}`)."""
         body, _ = await self._call("GET", f"/backfills/{backfill_id}")
-        return decode_answer(body, BackfillView, f"GET /backfills/{backfill_id}")
+        return decode_answer(body, BackfillRecord, f"GET /backfills/{backfill_id}")
 
-    async def cancel(self, some_id: str) -> tuple[str, Cancelled]:
+    async def cancel(self, some_id: str) -> BackfillRecord | JobRecord:
         """Cancel the backfill with this id (`DELETE /backfills/{id}`), else the job with this
-        id (`DELETE /jobs/{id}`), as both ids look alike; which it was ("backfill" or "job")
-        and the record the service answered."""
-        what = "backfill"
+        id (`DELETE /jobs/{id}`), as both ids look alike; the record the service answered."""
+        path = f"/backfills/{some_id}"
         try:
-            body, _ = await self._call("DELETE", f"/backfills/{some_id}", expect=(200, 202))
+            body, _ = await self._call("DELETE", path, expect=(200, 202))
         except ServiceError as exc:
             if exc.status != 404:
                 raise
-            what = "job"
-            body, _ = await self._call("DELETE", f"/jobs/{some_id}", expect=(200, 202))
-        return what, decode_answer(body, Cancelled, f"DELETE /{what}s/{some_id}")
+        else:
+            return decode_answer(body, BackfillRecord, f"DELETE {path}")
+        path = f"/jobs/{some_id}"
+        body, _ = await self._call("DELETE", path, expect=(200, 202))
+        return decode_answer(body, JobRecord, f"DELETE {path}")
 
-    async def job(self, job_id: str) -> JobView:
+    async def job(self, job_id: str) -> JobRecord:
         """The job's record now (`GET /jobs/{id}`)."""
         body, _ = await self._call("GET", f"/jobs/{job_id}")
-        return decode_answer(body, JobView, f"GET /jobs/{job_id}")
+        return decode_answer(body, JobRecord, f"GET /jobs/{job_id}")
 
     async def jobs(
         self, filters: dict[str, str], limit: int, page_size: int = JOBS_PAGE_LIMIT
-    ) -> AsyncIterator[JobListing]:
+    ) -> AsyncIterator[JobSummary]:
         """Up to `limit` jobs, newest first, following `next` across pages of `page_size`."""
         params: dict[str, str] | None = {**filters, "limit": str(min(limit, page_size))}
         path = "/jobs"
         left = limit
         while left > 0:
             body, _ = await self._call("GET", path, params)
-            page = decode_answer(body, _JobsPage, "GET /jobs")
+            page = decode_answer(body, JobList, "GET /jobs")
             for listing in page.jobs[:left]:
                 yield listing
             left -= len(page.jobs)
@@ -329,13 +206,13 @@ class Client:
             body, _ = await self._call(
                 "PUT", f"/raw/{day}/{city_id}", params or None, data=stream, expect=(201,)
             )
-        decode_answer(body, JobView, f"PUT /raw/{day}/{city_id}")
+        decode_answer(body, JobRecord, f"PUT /raw/{day}/{city_id}")
         return body
 
 
 def _error_message(body: bytes, reason: str | None) -> str:
     try:
-        return msgspec.json.decode(body, type=_ErrorBody).error
+        return msgspec.json.decode(body, type=ErrorBody).error
     except msgspec.DecodeError:
         text = body.decode("utf-8", "replace").strip()
         return text[:300] or (reason or "no reason given")
@@ -343,10 +220,10 @@ def _error_message(body: bytes, reason: str | None) -> str:
 
 async def wait_for(
     client: Client, job_ids: list[str], interval: float = 0.5
-) -> AsyncIterator[list[JobView]]:
+) -> AsyncIterator[list[JobRecord]]:
     """Every job's record, polled each `interval` seconds until all have finished; yields the
     list after each round (the last one has every job finished)."""
-    views: dict[str, JobView] = {}
+    views: dict[str, JobRecord] = {}
     while True:
         pending = [job_id for job_id in job_ids if not (job_id in views and views[job_id].finished)]
         for view in await asyncio.gather(*(client.job(job_id) for job_id in pending)):
@@ -359,7 +236,7 @@ async def wait_for(
 
 async def follow_backfill(
     client: Client, backfill_id: str, interval: float = 0.5
-) -> AsyncIterator[tuple[BackfillView, list[JobView]]]:
+) -> AsyncIterator[tuple[BackfillRecord, list[JobRecord]]]:
     """The backfill's record and the records of the jobs it has created, polled each
     `interval` seconds until the backfill and every one of its jobs have ended. A job that has
     ended is not asked for again.
@@ -369,7 +246,7 @@ async def follow_backfill(
     ...         pass
     ...     return [job.status for job in jobs]
     """
-    views: dict[str, JobView] = {}
+    views: dict[str, JobRecord] = {}
     while True:
         backfill = await client.backfill(backfill_id)
         job_ids = [job.job_id for job in backfill.jobs]

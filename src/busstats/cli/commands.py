@@ -15,15 +15,21 @@ import msgspec
 from rich.console import Console
 
 from busstats.cli.client import (
-    BackfillView,
     Client,
-    JobView,
     ServiceError,
     UnexpectedAnswer,
     Unreachable,
     decode_answer,
     follow_backfill,
     wait_for,
+)
+from busstats.cli.conventions import (
+    INTERRUPTED,
+    JOB_NOT_SUCCEEDED,
+    OK,
+    SERVICE_ERROR,
+    UNREACHABLE,
+    USAGE,
 )
 from busstats.cli.render import (
     Column,
@@ -32,21 +38,11 @@ from busstats.cli.render import (
     backfill_line,
     job_line,
     print_table,
+    timestamp,
 )
-
-OK = 0
-JOB_NOT_SUCCEEDED = 1
-USAGE = 2
-SERVICE_ERROR = 3
-UNREACHABLE = 4
-INTERRUPTED = 130  # Ctrl-C, as shells report it; queued jobs and backfills go on running
-
-EXIT_CODES = f"""exit codes:
-  {OK}  done (with --wait: every job succeeded)
-  {JOB_NOT_SUCCEEDED}  a job ended partial or failed
-  {USAGE}  usage error (bad arguments)
-  {SERVICE_ERROR}  the service answered an error (4xx/5xx), or an answer that is not the API's
-  {UNREACHABLE}  the service could not be reached, or its answer was cut short"""
+from busstats.model.backfills import BackfillAccepted, BackfillRecord
+from busstats.model.jobs import JobRecord
+from busstats.model.stats import CountryStats
 
 MAX_INGEST_DAYS = 366
 """The most dates one `busstats ingest --to` asks for, so that a typo in a year cannot start
@@ -105,7 +101,7 @@ async def ingest(client: Client, args: argparse.Namespace) -> int:
         print(f"{accepted.date} {accepted.job_id} {accepted.status}")
         return OK
     console = Console()
-    views: list[JobView] = []
+    views: list[JobRecord] = []
     if console.is_terminal:
         with LiveProgress(console) as progress:
             async for views in wait_for(client, [accepted.job_id], args.interval):
@@ -138,10 +134,11 @@ async def _ingest_range(client: Client, args: argparse.Namespace) -> int:
         raise
 
 
-async def _follow(client: Client, started: BackfillView, interval: float) -> int:
+async def _follow(client: Client, started: BackfillAccepted, interval: float) -> int:
     """Follow the backfill and each of its jobs until all have ended; 0 if all succeeded."""
     console = Console()
-    backfill, jobs = started, list[JobView]()
+    backfill: BackfillAccepted | BackfillRecord = started
+    jobs: list[JobRecord] = []
     if console.is_terminal:
         with LiveProgress(console) as progress:
             async for backfill, jobs in follow_backfill(client, started.backfill_id, interval):
@@ -160,8 +157,11 @@ async def _follow(client: Client, started: BackfillView, interval: float) -> int
 
 async def cancel(client: Client, args: argparse.Namespace) -> int:
     """Cancel a backfill or a job by its id."""
-    what, answer = await client.cancel(args.id)
-    why = answer.reason or answer.error or ""
+    answer = await client.cancel(args.id)
+    if isinstance(answer, BackfillRecord):
+        what, why = "backfill", answer.reason or ""
+    else:
+        what, why = "job", answer.error or ""
     if answer.status in ("running", "queued"):  # 202: its jobs take a while to stop
         why = "cancelled; its jobs are still stopping"
     said = why if why.startswith(answer.status) else f"{answer.status}: {why}".rstrip(": ")
@@ -180,29 +180,6 @@ STATS_COLUMNS = [
 ]
 
 
-class _StatsRow(msgspec.Struct):
-    country: str
-    date: str
-    buses_started: int
-    total_passengers: int
-    accident: bool
-    average_delay_minutes: float | None
-    cities_counted: int
-
-
-class _Incomplete(msgspec.Struct):
-    date: str
-    reason: str
-    cities_listed: int | None = None
-    cities_counted: int | None = None
-
-
-class _Stats(msgspec.Struct):
-    stats: list[_StatsRow]
-    dates_without_data: list[str] = msgspec.field(default_factory=list[str])
-    incomplete_dates: list[_Incomplete] = msgspec.field(default_factory=list[_Incomplete])
-
-
 async def stats(client: Client, args: argparse.Namespace) -> int:
     binary = args.format == "parquet"
     if binary and args.output is None and sys.stdout.isatty():
@@ -218,22 +195,22 @@ async def stats(client: Client, args: argparse.Namespace) -> int:
             )
         _write(answer.body, args.output)
         return OK
-    _show_stats(decode_answer(answer.body, _Stats, "GET /country-stats"), args.output)
+    _show_stats(decode_answer(answer.body, CountryStats, "GET /country-stats"), args.output)
     return OK
 
 
-def _show_stats(answer: _Stats, output: str | None) -> None:
+def _show_stats(answer: CountryStats, output: str | None) -> None:
     """The table, and on stderr which dates are incomplete or have no data."""
     for gap in answer.incomplete_dates:
         print(f"busstats: warning: {gap.date} is incomplete: {gap.reason}", file=sys.stderr)
     rows = [
         [
-            row.date,
+            str(row.date),
             row.country,
             f"{row.buses_started:,}",
             f"{row.total_passengers:,}",
             "yes" if row.accident else "no",
-            f"{row.average_delay_minutes:.2f}" if row.average_delay_minutes is not None else "",
+            f"{row.average_delay_minutes:.2f}",
             str(row.cities_counted),
         ]
         for row in answer.stats
@@ -244,7 +221,7 @@ def _show_stats(answer: _Stats, output: str | None) -> None:
         with Path(output).open("w") as file:
             print_table(Console(file=file), STATS_COLUMNS, rows)
     if answer.dates_without_data:
-        shown = ", ".join(answer.dates_without_data[:10])
+        shown = ", ".join(map(str, answer.dates_without_data[:10]))
         more = " ..." if len(answer.dates_without_data) > 10 else ""
         print(
             f"busstats: no data for {len(answer.dates_without_data)} date(s): {shown}{more}",
@@ -271,7 +248,7 @@ async def jobs(client: Client, args: argparse.Namespace) -> int:
         if value is not None
     }
     rows = [
-        [listing.created_at, listing.date, listing.status, listing.job_id]
+        [timestamp(listing.created_at), str(listing.date), listing.status, listing.job_id]
         async for listing in client.jobs(filters, args.limit, args.page_size)
     ]
     print_table(Console(), JOB_COLUMNS, rows)
@@ -293,6 +270,16 @@ async def upload(client: Client, args: argparse.Namespace) -> int:
         if value is not None
     }
     body = await client.upload(args.date, args.city_id, file, params)  # a job record, checked
-    status = decode_answer(body, JobView, "PUT /raw").status
+    status = decode_answer(body, JobRecord, "PUT /raw").status
     print(msgspec.json.format(body, indent=2).decode())
     return OK if status == "succeeded" else JOB_NOT_SUCCEEDED
+
+
+COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
+    "ingest": ingest,
+    "cancel": cancel,
+    "stats": stats,
+    "jobs": jobs,
+    "upload": upload,
+}
+"""Each client command by its name on the command line."""

@@ -4,56 +4,36 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable, Sequence
 
-import msgspec
-import uvicorn
-from aiohttp import web
+from busstats import __version__
+from busstats.cli.conventions import (
+    EXIT_CODES,
+    JOBS_PAGE_LIMIT,
+    URL_VARIABLE,
+    default_url,
+    service_url,
+)
 
-from busstats.api.app import GRACEFUL_SHUTDOWN_SECONDS, create_app
-from busstats.cli import commands as cli_client
-from busstats.cli.client import JOBS_PAGE_LIMIT, URL_VARIABLE, default_url, service_url
-from busstats.core.logs import UVICORN_LOGGING, configure_logging
-from busstats.core.settings import ConfigError, Settings, settings_table, unknown_variables
-from busstats.reference.sim import Fault, SimulatorConfig, create_simulator
+# Parsing and `--help` load only the standard library and this package's light modules: the
+# client commands (busstats.cli.commands: aiohttp, rich, the wire types) and the service's
+# commands (busstats.cli.server: the API, the simulator, settings) are imported once a command
+# is chosen, each only what it runs.
 
-
-def _fault(text: str) -> tuple[int, Fault]:
-    city, _, kind = text.partition("=")
-    try:
-        return int(city), Fault(kind)
-    except ValueError:
-        kinds = ", ".join(f.value for f in Fault)
-        raise argparse.ArgumentTypeError(
-            f"expected CITY_ID=KIND with KIND one of {kinds}"
-        ) from None
+SERVICE_COMMANDS = ("serve", "refsim", "dev", "settings")
+CLIENT_COMMANDS = ("ingest", "cancel", "stats", "jobs", "upload")
+SIMULATOR_COMMANDS = ("refsim", "dev")
+"""The commands whose options are the simulator's (their defaults come from it)."""
 
 
-def _city_rows(text: str) -> tuple[int, int]:
-    city, _, rows = text.partition("=")
-    try:
-        return int(city), int(rows)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected CITY_ID=ROWS, e.g. 0=1300000") from None
-
-
-def _row_range(text: str) -> tuple[int, int]:
-    low, _, high = text.partition("-")
-    try:
-        bounds = int(low), int(high or low)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected N or MIN-MAX, e.g. 1000-3000") from None
-    if bounds[0] < 0 or bounds[0] > bounds[1]:
-        raise argparse.ArgumentTypeError("expected 0 <= MIN <= MAX")
-    return bounds
-
-
-def _parser() -> argparse.ArgumentParser:
+def _parser(simulator_options: bool = True) -> argparse.ArgumentParser:
+    """The whole command line. Without `simulator_options`, `refsim` and `dev` are listed but
+    declare no options, so that parsing any other command does not load the simulator."""
     parser = argparse.ArgumentParser(
         prog="busstats", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"busstats {__version__}")
     commands = parser.add_subparsers(
         dest="command",
         required=True,
@@ -80,15 +60,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
 
     refsim = command("refsim", "run the reference-server simulator")
-    refsim.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    refsim.add_argument("--port", type=int, default=8081, help="port to listen on")
-    _simulator_options(refsim)
-
     dev = command("dev", "simulator + API with local storage in one process, for a first look")
-    dev.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1")
-    dev.add_argument("--refsim-port", type=int, default=8081, help="simulator port on 127.0.0.1")
-    dev.add_argument("--data", default="./data", help="local store folder")
-    _simulator_options(dev)
+    if simulator_options:
+        from busstats.cli.server import simulator_options as add_simulator_options
+
+        refsim.add_argument("--host", default="127.0.0.1", help="address to listen on")
+        refsim.add_argument("--port", type=int, default=8081, help="port to listen on")
+        add_simulator_options(refsim)
+        dev.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1")
+        dev.add_argument(
+            "--refsim-port", type=int, default=8081, help="simulator port on 127.0.0.1"
+        )
+        dev.add_argument("--data", default="./data", help="local store folder")
+        add_simulator_options(dev)
 
     command("settings", "print the environment variables the service reads (Markdown)")
     _client_commands(command)
@@ -107,7 +91,7 @@ def _client_commands(command: Callable[[str, str, str | None], argparse.Argument
     """`ingest`, `cancel`, `stats`, `jobs` and `upload`: clients of a running service."""
 
     def client(name: str, summary: str) -> argparse.ArgumentParser:
-        parser = command(name, summary, cli_client.EXIT_CODES)
+        parser = command(name, summary, EXIT_CODES)
         parser.formatter_class = _ClientHelp  # the epilog lists exit codes, one a line
         parser.add_argument(
             "--url",
@@ -184,136 +168,23 @@ def _positive(text: str) -> int:
     return number
 
 
-CLIENT_COMMANDS = {
-    "ingest": cli_client.ingest,
-    "cancel": cli_client.cancel,
-    "stats": cli_client.stats,
-    "jobs": cli_client.jobs,
-    "upload": cli_client.upload,
-}
-
-
-def _simulator_options(parser: argparse.ArgumentParser) -> None:
-    defaults = SimulatorConfig()
-    parser.add_argument(
-        "--seed", type=int, default=defaults.seed, help="seed of the generated cities' data"
-    )
-    parser.add_argument(
-        "--rows",
-        type=_row_range,
-        default="-".join(map(str, defaults.rows)),
-        help="rows per city and day: N or MIN-MAX",
-    )
-    parser.add_argument(
-        "--max-latency",
-        type=float,
-        default=defaults.max_latency,
-        help="longest wait in seconds before a stats call answers, like upstream",
-    )
-    parser.add_argument(
-        "--date-param",
-        choices=["datetime", "date"],
-        default=defaults.date_param,
-        help="the spelling of `date` the simulator accepts; it answers 400 to the other",
-    )
-    parser.add_argument(
-        "--mixed-durations",
-        action="store_true",
-        help="spell delays in varied ISO 8601 forms, not only upstream's",
-    )
-    parser.add_argument(
-        "--fault",
-        type=_fault,
-        action="append",
-        default=[],
-        metavar="CITY_ID=KIND",
-        help=f"make one city misbehave; KIND: {', '.join(f.value for f in Fault)}; repeatable",
-    )
-    parser.add_argument(
-        "--city-rows",
-        type=_city_rows,
-        action="append",
-        default=[],
-        metavar="CITY_ID=ROWS",
-        help="a fixed row count for one city (about 122 bytes a row); repeatable",
-    )
-    parser.add_argument(
-        "--redirect-url",
-        default=defaults.redirect_url,
-        help="where cities with the `redirect` fault send the client (another origin)",
-    )
-    parser.add_argument("--gzip", action="store_true", help="gzip-encode stats answers")
-    parser.add_argument(
-        "--bad-city-entries",
-        action="store_true",
-        help="append malformed entries (negative, string, float, bool, > int64 ids...) to /cities",
-    )
-
-
-def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
-    return SimulatorConfig(
-        seed=args.seed,
-        rows=args.rows,
-        max_latency=args.max_latency,
-        date_param=args.date_param,
-        mixed_durations=args.mixed_durations,
-        faults=dict(args.fault),
-        rows_by_city=dict(args.city_rows),
-        redirect_url=args.redirect_url,
-        gzip=args.gzip,
-        bad_city_entries=args.bad_city_entries,
-    )
-
-
-async def _dev(args: argparse.Namespace, settings: Settings) -> None:
-    runner = web.AppRunner(create_simulator(_simulator_config(args)), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.refsim_port).start()
-    print(f"reference simulator on http://127.0.0.1:{args.refsim_port}, data in {args.data}")
-    try:
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=args.port, **UVICORN_LOGGING
-        )
-        await uvicorn.Server(config).serve()
-    finally:
-        await runner.cleanup()
+def _command_named(argv: Sequence[str]) -> str | None:
+    """The command `argv` names: its first argument that is not an option (`busstats` itself
+    takes no option with a value)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "settings":
-        print(settings_table(), end="")
-        return 0
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser(simulator_options=_command_named(arguments) in SIMULATOR_COMMANDS)
+    args = parser.parse_args(arguments)
     if args.command in CLIENT_COMMANDS:
-        return cli_client.run(CLIENT_COMMANDS[args.command], args)
-    for name in unknown_variables():
-        if name == URL_VARIABLE:  # read by the client commands, not by the service
-            continue
-        print(
-            f"busstats: warning: {name} is not a setting; see `busstats settings`", file=sys.stderr
-        )
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"busstats: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
-    if args.command == "serve":
-        uvicorn.run(
-            create_app(settings),
-            host=args.host,
-            port=args.port,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-            **UVICORN_LOGGING,
-        )
-    elif args.command == "refsim":
-        web.run_app(create_simulator(_simulator_config(args)), host=args.host, port=args.port)
-    else:
-        local = msgspec.structs.replace(
-            settings, store=args.data, reference_url=f"http://127.0.0.1:{args.refsim_port}"
-        )
-        asyncio.run(_dev(args, local))
-    return 0
+        from busstats.cli import commands
+
+        return commands.run(commands.COMMANDS[args.command], args)
+    from busstats.cli import server
+
+    return server.run(args)
 
 
 if __name__ == "__main__":

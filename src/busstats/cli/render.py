@@ -3,17 +3,23 @@ aligned text and one line per change otherwise (a pipe, a file, a CI log)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Literal
 
+import msgspec
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from busstats.cli.client import BackfillView, CityView, JobView
+from busstats.model.backfills import BackfillAccepted, BackfillRecord
+from busstats.model.jobs import CityReport, JobRecord
+
+Backfill = BackfillAccepted | BackfillRecord
+"""A backfill as the service answers its start, or its record since."""
 
 Align = Literal["left", "right"]
 
@@ -73,7 +79,16 @@ def plain_table(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> str
     return "\n".join(lines)
 
 
-def city_line(job: JobView, city: CityView) -> str:
+def timestamp(moment: dt.datetime) -> str:
+    """A time as the service wrote it in JSON (RFC 3339).
+
+    >>> timestamp(dt.datetime(2024, 5, 1, 6, 30, 0, 250000, tzinfo=dt.UTC))
+    '2024-05-01T06:30:00.250000Z'
+    """
+    return msgspec.json.encode(moment)[1:-1].decode()
+
+
+def city_line(job: JobRecord, city: CityReport) -> str:
     """One city's outcome, for the plain progress lines."""
     where = f"{job.date} city {city.city_id} {city.city_name} ({city.country})"
     if city.status == "failed":
@@ -82,7 +97,7 @@ def city_line(job: JobView, city: CityView) -> str:
     return f"{where}: {city.status}, {city.rows} rows, {city.invalid_rows} invalid{seconds}"
 
 
-def job_line(job: JobView) -> str:
+def job_line(job: JobRecord) -> str:
     """The job's status, and when it has finished, how many cities made it and why not all."""
     line = f"{job.date} job {job.job_id}: {job.status}"
     if job.cities:
@@ -93,15 +108,18 @@ def job_line(job: JobView) -> str:
     return line
 
 
-def backfill_line(backfill: BackfillView) -> str:
+def backfill_line(backfill: Backfill) -> str:
     """The backfill's status and how far it has gone; once ended, why.
 
-    >>> view = BackfillView(backfill_id="5c0e", first="2024-05-01", last="2024-05-07",
-    ...                     status="running")
-    >>> backfill_line(view)
+    >>> from busstats.model.backfills import BackfillStatus
+    >>> started = BackfillAccepted(backfill_id="5c0e", first=dt.date(2024, 5, 1),
+    ...     last=dt.date(2024, 5, 7), status=BackfillStatus.RUNNING, status_url="", jobs=[])
+    >>> backfill_line(started)
     'backfill 5c0e 2024-05-01..2024-05-07: running'
     """
     line = f"backfill {backfill.backfill_id} {backfill.first}..{backfill.last}: {backfill.status}"
+    if not isinstance(backfill, BackfillRecord):  # just started: no counts yet
+        return line
     if backfill.finished and backfill.reason:  # the reason has the counts
         return f"{line}: {backfill.reason}"
     if backfill.progress is not None:
@@ -128,7 +146,7 @@ class PlainProgress:
         default_factory=dict[tuple[str, int | None], str]
     )
 
-    def update(self, jobs: Sequence[JobView]) -> None:
+    def update(self, jobs: Sequence[JobRecord]) -> None:
         for job in jobs:
             for city in job.cities:
                 if city.status in ("succeeded", "failed") and self._changed(
@@ -138,14 +156,14 @@ class PlainProgress:
             if self._changed(job, None, job.status):
                 print(job_line(job), file=self.out, flush=True)
 
-    def backfill(self, backfill: BackfillView) -> None:
+    def backfill(self, backfill: Backfill) -> None:
         """A line when the backfill's status or counts change."""
         line = backfill_line(backfill)
         if self._seen.get((backfill.backfill_id, None)) != line:
             self._seen[(backfill.backfill_id, None)] = line
             print(line, file=self.out, flush=True)
 
-    def _changed(self, job: JobView, city_id: int | None, status: str) -> bool:
+    def _changed(self, job: JobRecord, city_id: int | None, status: str) -> bool:
         key = (job.job_id, city_id)
         if self._seen.get(key) == status:
             return False
@@ -169,11 +187,11 @@ class LiveProgress:
     def __exit__(self, *exc: object) -> None:
         self._live.__exit__(None, None, None)
 
-    def update(self, jobs: Sequence[JobView], backfill: BackfillView | None = None) -> None:
+    def update(self, jobs: Sequence[JobRecord], backfill: BackfillRecord | None = None) -> None:
         self._live.update(live_view(jobs, backfill), refresh=True)
 
 
-def live_view(jobs: Sequence[JobView], backfill: BackfillView | None = None) -> RenderableType:
+def live_view(jobs: Sequence[JobRecord], backfill: BackfillRecord | None = None) -> RenderableType:
     """Bars and cities of `jobs`; with `backfill`, its line on top and, for many jobs, only
     those not ended or not succeeded."""
     bars = Table.grid(padding=(0, 2))
@@ -183,7 +201,7 @@ def live_view(jobs: Sequence[JobView], backfill: BackfillView | None = None) -> 
         total = len(job.cities)
         finished = sum(city.status in ("succeeded", "failed") for city in job.cities)
         bars.add_row(
-            job.date,
+            str(job.date),
             job.job_id,
             Text(job.status, style=STATUS_STYLES.get(job.status, "")),
             ProgressBar(total=total or None, completed=finished, width=30),
@@ -205,7 +223,7 @@ def live_view(jobs: Sequence[JobView], backfill: BackfillView | None = None) -> 
                 continue
             shown += 1
             cities.add_row(
-                job.date,
+                str(job.date),
                 str(city.city_id),
                 city.city_name,
                 city.country,
@@ -221,7 +239,7 @@ def live_view(jobs: Sequence[JobView], backfill: BackfillView | None = None) -> 
     return Group(*parts)
 
 
-def _backfill_bar(backfill: BackfillView) -> RenderableType:
+def _backfill_bar(backfill: BackfillRecord) -> RenderableType:
     counts = backfill.progress
     total = counts.total if counts else None
     ended = counts.done + counts.failed if counts else 0

@@ -1,8 +1,9 @@
-"""The `busstats` command as a user runs it: a separate process on loopback ports."""
+"""The `busstats` command as a process, where the process is the point: `python -m busstats.cli`
+and the installed script start, `busstats dev` serves and stops on a signal (SIGTERM, Ctrl-C),
+and `busstats serve` survives limits lowered on its process."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -16,8 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from busstats.cli.main import _parser
-from busstats.core.settings import settings_table
+from busstats import __version__
 from harness.servers import free_port
 from tests.flows import country_stats, ingest
 
@@ -37,17 +37,36 @@ async def wait_until_up(
             await asyncio.sleep(0.1)
 
 
-async def test_dev_brings_up_simulator_and_api_with_local_storage(
-    tmp_path: Path, http: aiohttp.ClientSession
-) -> None:
-    api_port, refsim_port = free_port(), free_port()
-    command = [
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param([sys.executable, "-m", "busstats.cli"], id="python -m busstats.cli"),
+        pytest.param([str(Path(sys.executable).parent / "busstats")], id="busstats"),
+    ],
+)
+def test_the_command_starts_as_a_module_and_as_the_installed_script(command: list[str]) -> None:
+    done = subprocess.run(
+        [*command, "--version"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"busstats {__version__}\n", "")
+
+
+def dev_command(tmp_path: Path, api_port: int, refsim_port: int) -> list[str]:
+    return [
         sys.executable, "-m", "busstats.cli", "dev",
         "--port", str(api_port), "--refsim-port", str(refsim_port),
         "--data", str(tmp_path / "data"), "--max-latency", "0.1", "--rows", "20-40",
     ]  # fmt: skip
+
+
+async def test_dev_brings_up_simulator_and_api_with_local_storage(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    api_port, refsim_port = free_port(), free_port()
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        *dev_command(tmp_path, api_port, refsim_port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         api = f"http://127.0.0.1:{api_port}"
@@ -69,77 +88,42 @@ async def test_dev_brings_up_simulator_and_api_with_local_storage(
     assert "Application shutdown complete" in stderr.decode()
 
 
-def busstats(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the `busstats` command to its end; `env` is added to this process's environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "busstats.cli", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
-
-
-@pytest.mark.parametrize(
-    ("command", "name", "value", "reason"),
-    [
-        ("serve", "BUSSTATS_CITY_CONCURRENCY", "2.7", "Expected `int`, got `str`"),
-        ("serve", "BUSSTATS_REFERENCE_TIMEOUT", "inf", "Expected `float` <= 3600.0"),
-        ("serve", "BUSSTATS_REFERENCE_TIMEOUT", "nan", "Expected `float` >= 0.1"),
-        ("dev", "BUSSTATS_LOG_LEVEL", "info", "Invalid enum value 'info'"),
-    ],
-)
-def test_a_bad_setting_is_one_line_and_exit_2(
-    command: str, name: str, value: str, reason: str
+async def test_dev_prints_its_urls_and_stops_on_ctrl_c_without_a_traceback(
+    tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    ports = ["--port", "0", "--refsim-port", "0"] if command == "dev" else ["--port", "0"]
-    done = busstats(command, *ports, **{name: value})  # were it to start, it would not clash
-    assert done.returncode == 2
-    assert done.stdout == ""
-    assert done.stderr.startswith(f"busstats: {name}={value!r}: {reason}; accepts ")
-    assert done.stderr.count("\n") == 1, done.stderr  # one line, no traceback
-
-
-def test_an_unknown_busstats_variable_is_warned_about() -> None:
-    done = busstats(
-        "serve",
-        BUSSTATS_CITY_CONCURENCY="8",
-        BUSSTATS_MAX_RANGE_DAYS="0",
-        BUSSTATS_URL="http://127.0.0.1:9",  # the client commands' setting: no warning
+    api_port, refsim_port = free_port(), free_port()
+    process = await asyncio.create_subprocess_exec(
+        *dev_command(tmp_path, api_port, refsim_port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    assert done.returncode == 2
-    assert done.stderr.splitlines() == [
-        "busstats: warning: BUSSTATS_CITY_CONCURENCY is not a setting; see `busstats settings`",
-        "busstats: BUSSTATS_MAX_RANGE_DAYS='0': Expected `int` >= 1; accepts integer from 1 to"
-        " 100000",
-    ]
-
-
-def test_settings_prints_the_table() -> None:
-    done = busstats("settings", BUSSTATS_CITY_CONCURRENCY="not looked at")
-    assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout == settings_table()
-
-
-def options_of(command: str) -> list[argparse.Action]:
-    """The options of one subcommand, as the parser declares them (help itself left out)."""
-    parser = _parser()
-    if command:
-        (subcommands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        parser = subcommands.choices[command]
-    return [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
-
-
-@pytest.mark.parametrize("command", ["serve", "refsim", "dev", "settings", ""])
-def test_help_has_a_line_and_the_default_for_every_option(command: str) -> None:
-    done = busstats(*filter(None, [command, "--help"]), COLUMNS="1000")  # one line per option
-    assert done.returncode == 0, done.stderr
-    text = " ".join(done.stdout.split())
-    for action in options_of(command):
-        assert action.help, f"busstats {command} {action.dest} has no help line"
-        if action.option_strings:
-            assert f"{action.help} (default: {action.default})" in text, action.dest
+    assert process.stdout is not None
+    base = f"http://127.0.0.1:{api_port}"
+    printed: list[str] = []
+    try:
+        async with asyncio.timeout(60):  # bounded: the line comes once the API answers
+            while not printed or "Ctrl-C" not in printed[-1]:
+                line = await process.stdout.readline()
+                assert line, f"busstats dev ended before printing its URLs: {printed}"
+                printed.append(line.decode())
+        urls = printed[-1].split()
+        assert urls == [
+            "dashboard", f"{base}/", "API", "docs", f"{base}/docs", "API", base, "(Ctrl-C", "stops)"
+        ]  # fmt: skip
+        for url in (f"{base}/", f"{base}/docs", f"{base}/health"):
+            async with http.get(url) as response:
+                assert response.status == 200, url
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            out, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    said = "".join(printed) + out.decode() + err.decode()
+    assert "Traceback" not in said, said
+    assert process.returncode in (0, 130), said
+    assert "Application shutdown complete" in said
 
 
 def lowest_free_fd(pid: int) -> int:
