@@ -1,4 +1,5 @@
-"""`GET /docs`: Swagger UI over `/openapi.json`, every asset served by the service itself.
+"""`GET /openapi.json`, and `GET /docs`: Swagger UI over it, every asset served by the service
+itself.
 
 The Swagger UI files come from the pinned `offapi` package (which bundles them at its build),
 so the page works with no network beyond the service: no CDN, and Swagger UI's online
@@ -15,6 +16,8 @@ from importlib import resources
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+
+from busstats.api import state
 
 ASSET_CACHE = "public, max-age=86400"
 
@@ -62,6 +65,11 @@ PAGE = """<!DOCTYPE html>
 @functools.cache
 def _asset_bytes(package_file: str) -> bytes:
     return (resources.files("offapi") / package_file).read_bytes()
+
+
+async def get_openapi(request: Request) -> Response:
+    """The OpenAPI document (`busstats.api.openapi`), encoded once when the app is made."""
+    return Response(state.openapi(request), media_type="application/json")
 
 
 async def docs_page(_: Request) -> Response:

@@ -14,10 +14,14 @@ import aiohttp
 import msgspec
 import pytest
 from openapi_spec_validator import validate
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from busstats.api.app import create_app
 from busstats.api.openapi import openapi_document
+from busstats.api.operations import Answer, operation
+from busstats.api.params import NoQuery
 from busstats.core.settings import Settings
 from busstats.model.backfills import BackfillAccepted, BackfillRecord
 from busstats.model.jobs import CityReport, JobRecord
@@ -177,12 +181,13 @@ def test_a_field_added_to_a_type_appears_in_the_document() -> None:
     class Extended(CountryDay, frozen=True):
         buses_late: int
 
-    from busstats.api import openapi
+    @operation(
+        "x", summary="x", description="x", query=NoQuery, answers=[Answer(200, "x", list[Extended])]
+    )
+    async def x(request: Request, _: NoQuery) -> Response:
+        raise NotImplementedError
 
-    operations = [
-        openapi.Operation("get", "/x", "x", "x", "x", [openapi.Answer(200, "x", list[Extended])])
-    ]
-    document = openapi_document(operations)
+    document = openapi_document([Route("/x", x, methods=["GET"])])
     assert "buses_late" in document["components"]["schemas"]["Extended"]["properties"]
 
 
