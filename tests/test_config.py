@@ -18,7 +18,7 @@ from busstats.core.settings import (
     unknown_variables,
 )
 
-README = Path(__file__).parent.parent / "README.md"
+SETTINGS_PAGE = Path(__file__).parent.parent / "docs" / "settings.md"
 
 
 def test_defaults_need_no_environment() -> None:
@@ -133,8 +133,8 @@ def test_unknown_busstats_variables_are_reported() -> None:
     assert unknown_variables(env) == ["BUSSTATS_CITY_CONCURENCY"]
 
 
-def test_readme_holds_exactly_the_generated_table() -> None:
-    readme = README.read_text()
+def test_the_settings_page_holds_exactly_the_generated_table() -> None:
+    readme = SETTINGS_PAGE.read_text()
     table = settings_table()
     assert table in readme
     # and no other row that starts with a variable: the README table is the generated one, whole
