@@ -24,6 +24,7 @@ cancelled backfill is not resumed: `dates_left` says which dates to ask for agai
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import datetime as dt
 import logging
@@ -206,10 +207,10 @@ class Backfills:
             cut_short = running.stop_with is not None and ended.status is JobStatus.FAILED
             if ended.finished and not cut_short:
                 record.dates_left.remove(job.date)
-                if ended.status is JobStatus.FAILED:
-                    record.dates_failed.append(job.date)
-                else:
-                    record.dates_done.append(job.date)
+                ended_dates = (
+                    record.dates_failed if ended.status is JobStatus.FAILED else record.dates_done
+                )
+                bisect.insort(ended_dates, job.date)  # in date order, whichever job ends first
             record.count()
             if running.stop_with is None:
                 await self._save_progress(running)
