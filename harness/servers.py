@@ -34,9 +34,11 @@ REGION = "us-east-1"
 
 
 def s3_settings(bucket: str, endpoint: str, **overrides: Any) -> Settings:
-    """Settings for a bucket behind a loopback endpoint (moto, or a proxy in front of it)."""
+    """Settings for a bucket behind a loopback endpoint (moto, or a proxy in front of it),
+    city work in threads as with `settings_for`."""
     base = Settings(
         store=f"s3://{bucket}",
+        executor="threads",
         s3_endpoint_url=endpoint,
         aws_region=REGION,
         aws_access_key_id=KEY_ID,
@@ -46,10 +48,16 @@ def s3_settings(bucket: str, endpoint: str, **overrides: Any) -> Settings:
 
 
 def settings_for(store: Store, sim: RunningSimulator, **overrides: Any) -> Settings:
-    """Settings naming this store; the store object itself is handed to the app."""
+    """Settings naming this store; the store object itself is handed to the app.
+
+    City work runs in the API process's threads (`executor="threads"`): no worker processes
+    to start per API, so a test that is not about the executor pays for none. A test (or a
+    benchmark) that is passes `executor="local"` or `"dask"`."""
     assert isinstance(store, S3Store | LocalStore)
     location = f"s3://{store.bucket}" if isinstance(store, S3Store) else str(store.root)
-    base = Settings(store=location, reference_url=sim.url, reference_backoff_seconds=0.01)
+    base = Settings(
+        store=location, reference_url=sim.url, reference_backoff_seconds=0.01, executor="threads"
+    )
     return msgspec.structs.replace(base, **overrides)
 
 

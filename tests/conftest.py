@@ -26,12 +26,9 @@ from busstats.reference.sim import SimulatorConfig
 from busstats.storage import LocalStore, Store
 from harness import servers
 from harness.servers import MotoEndpoint, RunningSimulator, moto_server, open_s3_store
+from tests.support.flows import StartApi
+from tests.support.upstreams import QUICK_UPSTREAM
 
-QUICK_UPSTREAM = SimulatorConfig(rows=(5, 10), max_latency=0.05)
-"""30 cities of 5 to 10 rows a day, each answering within 50 ms."""
-
-StartApi = Callable[..., AbstractAsyncContextManager[str]]
-"""`start_api(store, **setting_overrides)`: `async with` it for the API's base URL."""
 
 
 @pytest.fixture(scope="session")
@@ -45,11 +42,24 @@ def bucket(moto: MotoEndpoint) -> str:
     return moto.new_bucket()
 
 
-@pytest.fixture(params=["local", "s3"])
+BOTH_STORES = pytest.mark.both_stores
+"""Marks a test (or, as `pytestmark`, a module) whose `store` is each backend in turn."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`store` is the local store, and each backend in turn where a test is marked
+    `both_stores`: the logic above the store is the same on both, and
+    tests/integration/test_store_contract.py keeps the backends equal."""
+    if "store" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_stores") is not None
+        metafunc.parametrize("store", ["local", "s3"] if both else ["local"], indirect=True)
+
+
+@pytest.fixture
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, moto: MotoEndpoint
 ) -> AsyncIterator[Store]:
-    """Each test using this runs against both backends."""
+    """The local store, or each backend in turn for a test marked `both_stores`."""
     if request.param == "local":
         yield LocalStore(tmp_path / "store")
         return
@@ -97,7 +107,7 @@ def start_api(simulator: RunningSimulator) -> StartApi:
 
 @pytest.fixture
 async def api(store: Store, start_api: StartApi) -> AsyncIterator[str]:
-    """The API over `store` (so on both backends) and `simulator`; its base URL."""
+    """The API over `store` and `simulator`; its base URL."""
     async with start_api(store) as url:
         yield url
 

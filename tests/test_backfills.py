@@ -21,8 +21,8 @@ from busstats.reference.sim import SimulatorConfig
 from busstats.storage import LocalStore, Store
 from busstats.storage.keys import backfill_key
 from harness.servers import RunningSimulator, api_server, serve_process, settings_for, simulator
-from tests.conftest import StartApi
-from tests.flows import FINISHED, country_stats, ingest, wait_for_job
+from tests.support.flows import StartApi
+from tests.support.flows import FINISHED, country_stats, ingest, wait_for_job
 
 FIRST, LAST = dt.date(2024, 5, 1), dt.date(2024, 5, 5)
 DAYS = [FIRST + dt.timedelta(days=n) for n in range(5)]

@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Page
 from busstats.api.dashboard import PLOTLY_ASSET
 from busstats.reference.sim import CITIES, Fault, SimulatorConfig
 from harness.browser import RequestLog, chromium
-from tests.flows import country_stats, ingest
+from tests.support.flows import country_stats, ingest
 
 DAYS = ("2024-05-01", "2024-05-02")
 FAILING = CITIES[3]

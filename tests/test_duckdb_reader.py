@@ -27,8 +27,8 @@ from busstats.commit.dates import read_summary
 from busstats.reference.sim import SimulatorConfig
 from busstats.reference.sim.server import Fault
 from busstats.storage import LocalStore
-from tests.conftest import StartApi
-from tests.flows import country_stats, ingest
+from tests.support.flows import StartApi
+from tests.support.flows import country_stats, ingest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "external-engines.md"

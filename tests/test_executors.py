@@ -31,9 +31,9 @@ from harness.servers import (
     settings_for,
     simulator,
 )
-from tests.expected import assert_same_stats, country_stats
-from tests.flows import country_stats as get_stats
-from tests.flows import ingest, raw_files, wait_for_job
+from tests.support.expected import assert_same_stats, country_stats
+from tests.support.flows import country_stats as get_stats
+from tests.support.flows import ingest, raw_files, wait_for_job
 
 DAY = dt.date(2024, 5, 1)
 COUNTRY_OF = {city.id: city.country for city in CITIES}

@@ -29,7 +29,7 @@ from busstats.stats.exports import (
     negotiate,
 )
 from busstats.storage import Store
-from tests.flows import ingest
+from tests.support.flows import ingest
 
 DAYS = ("2024-05-01", "2024-05-02")
 RANGE = "from=2024-05-01&to=2024-05-03"

@@ -29,8 +29,8 @@ from harness.servers import (
     settings_for,
     simulator,
 )
-from tests.faultproxy import S3_ERROR, PassOn, loopback_proxy
-from tests.flows import ingest
+from tests.support.faultproxy import S3_ERROR, PassOn, loopback_proxy
+from tests.support.flows import ingest
 
 DAY = "2024-05-01"
 DATE = dt.date(2024, 5, 1)

@@ -36,7 +36,7 @@ from busstats.storage import S3Store
 from busstats.storage.keys import PARQUET, RAW, date_lease_key, date_prefix, job_lease_key
 from busstats.storage.leases import Leases
 from harness.servers import MotoEndpoint, open_s3_store, s3_settings, simulator
-from tests.faultproxy import PassOn, loopback_proxy
+from tests.support.faultproxy import PassOn, loopback_proxy
 
 DAY = dt.date(2024, 5, 1)
 SIM = SimulatorConfig(rows=(20, 40), max_latency=0.05)

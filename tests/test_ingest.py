@@ -15,10 +15,10 @@ from busstats.reference.sim.server import JUNK_ROWS
 from busstats.storage import LocalStore, Store
 from busstats.storage.keys import PARQUET, RAW, date_prefix, parquet_key, raw_key
 from harness.servers import RunningSimulator, api_server, settings_for, simulator
-from tests.conftest import StartApi
-from tests.expected import assert_same_stats, country_stats
-from tests.flows import country_stats as get_stats
-from tests.flows import ingest, raw_files
+from tests.support.flows import StartApi
+from tests.support.expected import assert_same_stats, country_stats
+from tests.support.flows import country_stats as get_stats
+from tests.support.flows import ingest, raw_files
 
 DAY = dt.date(2024, 5, 1)
 COUNTRY_OF = {city.id: city.country for city in CITIES}

@@ -28,8 +28,8 @@ from harness.servers import (
     open_s3_store,
     s3_settings,
 )
-from tests.faultproxy import fault_proxy
-from tests.flows import ingest
+from tests.support.faultproxy import fault_proxy
+from tests.support.flows import ingest
 
 START = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
 FINAL_STATUSES = [JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED]

@@ -14,7 +14,7 @@ import aiohttp
 
 from busstats.reference.sim import SimulatorConfig
 from harness.servers import serve_process, simulator
-from tests.flows import wait_for_job
+from tests.support.flows import wait_for_job
 
 
 async def dead_pid() -> int:

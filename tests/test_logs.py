@@ -15,7 +15,7 @@ import aiohttp
 from busstats.core.logs import QUIET_LIBRARIES, configure_logging
 from busstats.reference.sim import SimulatorConfig
 from harness.servers import KEY_ID, REGION, MotoEndpoint, serve_process, simulator
-from tests.flows import ingest
+from tests.support.flows import ingest
 
 DAY = "2024-05-01"
 

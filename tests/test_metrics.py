@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from busstats.core.settings import Settings
 from busstats.reference.sim import Fault, SimulatorConfig
 from harness.servers import api_server, simulator
-from tests.flows import FINISHED
+from tests.support.flows import FINISHED
 
 DAY = "2024-05-01"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -23,10 +23,10 @@ from harness.servers import (
     serve_process,
     simulator,
 )
-from tests.expected import assert_same_stats, country_stats
-from tests.faultproxy import FaultProxy, fault_proxy
-from tests.flows import country_stats as get_stats
-from tests.flows import ingest, raw_files, wait_for_job
+from tests.support.expected import assert_same_stats, country_stats
+from tests.support.faultproxy import FaultProxy, fault_proxy
+from tests.support.flows import country_stats as get_stats
+from tests.support.flows import ingest, raw_files, wait_for_job
 
 D1, D2 = dt.date(2024, 5, 1), dt.date(2024, 5, 2)
 COUNTRY_OF = {city.id: city.country for city in CITIES}

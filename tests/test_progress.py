@@ -12,8 +12,8 @@ from busstats.core.settings import Settings
 from busstats.storage import LocalStore
 from busstats.storage.keys import job_key
 from harness.servers import api_server
-from tests.flows import ingest
-from tests.loopback import loopback_app
+from tests.support.flows import ingest
+from tests.support.loopback import loopback_app
 
 CITIES = 600
 

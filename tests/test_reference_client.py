@@ -19,7 +19,7 @@ from busstats.reference import client as reference
 from busstats.reference.client import DateSpelling, ReferenceClient, RetryPolicy
 from busstats.reference.sim import CITIES, Fault, SimulatorConfig
 from harness.servers import api_server, simulator
-from tests.flows import ingest
+from tests.support.flows import ingest
 
 DAY = dt.date(2024, 5, 1)
 

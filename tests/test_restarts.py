@@ -16,7 +16,7 @@ from busstats.reference.sim import CITIES, SimulatorConfig
 from busstats.storage import LocalStore
 from busstats.storage.keys import PARQUET, date_prefix
 from harness.servers import api_server, serve_process, simulator
-from tests.flows import country_stats, ingest, wait_for_job
+from tests.support.flows import country_stats, ingest, wait_for_job
 
 DAY = "2024-05-01"
 

@@ -20,8 +20,8 @@ from harness.servers import (
     s3_settings,
     simulator,
 )
-from tests.faultproxy import fault_proxy
-from tests.flows import ingest, wait_for_job
+from tests.support.faultproxy import fault_proxy
+from tests.support.flows import ingest, wait_for_job
 
 DAY = "2024-05-01"
 

@@ -13,7 +13,7 @@ from busstats.ingest.convert import MAX_PASSENGERS, convert_file
 from busstats.model.cities import City
 from busstats.stats.query import country_stats
 from busstats.storage import Store
-from tests.flows import commit_city
+from tests.support.flows import commit_city
 
 MAY_1 = dt.date(2024, 5, 1)
 MAY_2 = dt.date(2024, 5, 2)

@@ -20,10 +20,10 @@ from busstats.reference.sim import CITIES, SimulatorConfig
 from busstats.storage import ObjectNotFound, S3Store, StoreError
 from busstats.storage.keys import PARQUET, RAW, date_prefix, parquet_key, raw_key
 from harness.servers import MotoEndpoint, api_server, open_s3_store, s3_settings, simulator
-from tests.expected import assert_same_stats, country_stats
-from tests.faultproxy import FaultProxy, fault_proxy
-from tests.flows import country_stats as get_stats
-from tests.flows import ingest, raw_files
+from tests.support.expected import assert_same_stats, country_stats
+from tests.support.faultproxy import FaultProxy, fault_proxy
+from tests.support.flows import country_stats as get_stats
+from tests.support.flows import ingest, raw_files
 
 DAY = dt.date(2024, 5, 1)
 COUNTRY_OF = {city.id: city.country for city in CITIES}

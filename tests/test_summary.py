@@ -28,8 +28,8 @@ from busstats.stats.query import country_stats
 from busstats.storage import LocalStore, Store
 from busstats.storage.keys import summary_key
 from harness.servers import MotoEndpoint, api_server, s3_settings, simulator
-from tests.faultproxy import fault_proxy
-from tests.flows import commit_city, ingest, wait_for_job
+from tests.support.faultproxy import fault_proxy
+from tests.support.flows import commit_city, ingest, wait_for_job
 
 DAY = dt.date(2024, 5, 1)
 

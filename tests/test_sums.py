@@ -19,7 +19,7 @@ from busstats.model.cities import City
 from busstats.model.stats import Source
 from busstats.stats.query import MICROSECONDS_PER_MINUTE, country_days, country_stats
 from busstats.storage import LocalStore
-from tests.flows import commit_city
+from tests.support.flows import commit_city
 
 DAY = dt.date(2024, 5, 1)
 US = dt.timedelta(microseconds=1)

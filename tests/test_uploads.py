@@ -25,9 +25,9 @@ from busstats.model.summaries import StoredCity
 from busstats.reference.sim import SimulatorConfig
 from busstats.storage import LocalStore, Store
 from harness.servers import RunningSimulator
-from tests.conftest import StartApi
-from tests.expected import assert_same_stats, country_stats
-from tests.flows import ingest, raw_files, wait_for_job
+from tests.support.flows import StartApi
+from tests.support.expected import assert_same_stats, country_stats
+from tests.support.flows import ingest, raw_files, wait_for_job
 
 DAY = "2024-05-01"
 DATE = dt.date(2024, 5, 1)

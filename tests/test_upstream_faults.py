@@ -16,7 +16,7 @@ from busstats.reference.sim import CITIES, Fault, SimulatorConfig
 from busstats.storage import LocalStore
 from busstats.storage.keys import PARQUET, RAW, city_file_of, date_prefix
 from harness.servers import api_server, free_socket, simulator
-from tests.flows import ingest
+from tests.support.flows import ingest
 
 DAY = dt.date(2024, 5, 1)
 BROKEN = 4

@@ -33,8 +33,8 @@ from busstats.reference.sim.data import generate_rows
 from busstats.storage import LocalStore
 from busstats.storage.keys import RAW, city_file_of, date_prefix, raw_key
 from harness.servers import api_server, simulator
-from tests.flows import ingest, wait_for_job
-from tests.loopback import loopback_app
+from tests.support.flows import ingest, wait_for_job
+from tests.support.loopback import loopback_app
 
 DAY = dt.date(2024, 5, 1)
 BROKEN = 4

@@ -16,8 +16,8 @@ from busstats.core.settings import DateParam, Settings
 from busstats.reference.client import DateSpelling, ReferenceClient, RetryPolicy, UpstreamError
 from busstats.reference.sim import Fault, SimulatorConfig
 from harness.servers import api_server, simulator
-from tests.flows import ingest
-from tests.loopback import loopback_app
+from tests.support.flows import ingest
+from tests.support.loopback import loopback_app
 
 DAY = dt.date(2024, 5, 1)
 BROKEN = 4

@@ -144,7 +144,7 @@ async def test_stats_over_an_empty_store(api: str, http: aiohttp.ClientSession) 
 async def test_an_unreachable_reference_server_fails_the_job_with_the_reason(
     api: str, http: aiohttp.ClientSession
 ) -> None:
-    from tests.flows import ingest
+    from tests.support.flows import ingest
 
     job = await ingest(http, api, "2024-05-01")
     assert job["status"] == "failed"

@@ -1,5 +1,5 @@
 """The client commands (`busstats ingest/stats/jobs/cancel`) as a user runs them, in process
-(`busstats.cli.main.main`, tests/clirun.py) talking over HTTP to a live service (the simulator
+(`busstats.cli.main.main`, tests/support/clirun.py) talking over HTTP to a live service (the simulator
 and the API on loopback ports), judged by what it prints and by its exit code. Ctrl-C and a
 terminal need a process of their own: tests/system/test_cli_terminal.py."""
 
@@ -15,14 +15,14 @@ import pytest
 
 from busstats.reference.sim import Fault, SimulatorConfig
 from harness.servers import free_port
-from tests.clirun import busstats
-from tests.flows import country_stats, ingest
+from tests.support.clirun import busstats
+from tests.support.upstreams import ONE_CITY_MISSING
+from tests.support.flows import country_stats, ingest
 
 SPREAD = SimulatorConfig(rows=(5, 10), max_latency=1.5)
 """Cities that finish over a second and a half: seen part done over several polls."""
 CITIES = 30
 """Cities the simulator lists."""
-ONE_CITY_MISSING = SimulatorConfig(rows=(5, 10), max_latency=0.05, faults={3: Fault.NOT_FOUND})
 EVERY_CITY_MISSING = SimulatorConfig(
     rows=(5, 10), max_latency=0.05, faults=dict.fromkeys(range(CITIES), Fault.NOT_FOUND)
 )

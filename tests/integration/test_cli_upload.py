@@ -14,8 +14,8 @@ import pytest
 
 from busstats.reference.sim import SimulatorConfig
 from harness.servers import RunningSimulator
-from tests.clirun import busstats
-from tests.flows import country_stats, ingest
+from tests.support.clirun import busstats
+from tests.support.flows import country_stats, ingest
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from harness.servers import free_socket
-from tests.clirun import busstats
+from tests.support.clirun import busstats
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

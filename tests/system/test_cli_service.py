@@ -19,7 +19,7 @@ import pytest
 
 from busstats import __version__
 from harness.servers import free_port
-from tests.flows import country_stats, ingest
+from tests.support.flows import country_stats, ingest
 
 
 async def wait_until_up(

@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 
 from busstats.reference.sim import SimulatorConfig
-from tests.clirun import busstats
-from tests.integration.test_cli_client import ONE_CITY_MISSING
+from tests.support.clirun import busstats
+from tests.support.upstreams import ONE_CITY_MISSING
 
 
 @pytest.fixture

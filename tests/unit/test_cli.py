@@ -10,7 +10,7 @@ import pytest
 from busstats import __version__
 from busstats.cli.main import _parser
 from busstats.core.settings import settings_table
-from tests.clirun import Run, run_main
+from tests.support.clirun import Run, run_main
 
 
 def busstats(monkeypatch: pytest.MonkeyPatch, *args: str, **env: str) -> Run:

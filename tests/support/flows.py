@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,9 @@ from busstats.storage import Store
 from busstats.storage.keys import parquet_key, raw_key
 
 FINISHED = {"succeeded", "partial", "failed"}
+
+StartApi = Callable[..., AbstractAsyncContextManager[str]]
+"""`start_api(store, **setting_overrides)`: `async with` it for the API's base URL."""
 
 
 async def wait_for_job(
