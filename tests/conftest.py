@@ -14,7 +14,7 @@ need another upstream defines its own `simulator_config` fixture; a single test 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ from harness import servers
 from harness.servers import MotoEndpoint, RunningSimulator, moto_server, open_s3_store
 from tests.support.flows import StartApi
 from tests.support.upstreams import QUICK_UPSTREAM
-
 
 
 @pytest.fixture(scope="session")
@@ -56,13 +55,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, moto: MotoEndpoint
-) -> AsyncIterator[Store]:
-    """The local store, or each backend in turn for a test marked `both_stores`."""
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """The local store, or each backend in turn for a test marked `both_stores` (moto starts
+    only for those)."""
     if request.param == "local":
         yield LocalStore(tmp_path / "store")
         return
+    moto: MotoEndpoint = request.getfixturevalue("moto")
     s3 = await open_s3_store(moto.url, moto.new_bucket())
     yield s3
     await s3.close()

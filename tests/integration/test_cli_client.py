@@ -1,7 +1,7 @@
 """The client commands (`busstats ingest/stats/jobs/cancel`) as a user runs them, in process
-(`busstats.cli.main.main`, tests/support/clirun.py) talking over HTTP to a live service (the simulator
-and the API on loopback ports), judged by what it prints and by its exit code. Ctrl-C and a
-terminal need a process of their own: tests/system/test_cli_terminal.py."""
+(`busstats.cli.main.main`, tests/support/clirun.py) talking over HTTP to a live service (the
+simulator and the API on loopback ports), judged by what it prints and by its exit code.
+Ctrl-C and a terminal need a process of their own: tests/system/test_cli_terminal.py."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 from busstats.reference.sim import Fault, SimulatorConfig
 from harness.servers import free_port
 from tests.support.clirun import busstats
-from tests.support.upstreams import ONE_CITY_MISSING
 from tests.support.flows import country_stats, ingest
+from tests.support.upstreams import ONE_CITY_MISSING
 
 SPREAD = SimulatorConfig(rows=(5, 10), max_latency=1.5)
 """Cities that finish over a second and a half: seen part done over several polls."""

@@ -32,7 +32,7 @@ import yaml
 from busstats.core.settings import Settings
 from harness.servers import MotoEndpoint, api_server, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DAY = "2024-05-01"
 SMOKE = ROOT / ".ci" / "smoke.py"
 

@@ -14,7 +14,7 @@ from busstats.reference.sim import SimulatorConfig
 from busstats.storage.keys import date_lease_key, job_lease_key
 from busstats.storage.leases import Leases
 from harness.servers import MotoEndpoint, open_s3_store, simulator
-from tests.test_hostile_zombie import late_requests, settings, started, until_expired
+from tests.support.late_s3 import late_requests, settings, started, until_expired
 
 DAY = dt.date(2024, 5, 1)
 OTHER_DAY = dt.date(2024, 5, 2)

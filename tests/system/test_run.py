@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 FAKE_PDM = """#!/usr/bin/env bash
 echo "$*" >> "$(dirname "$0")/../../pdm-calls"

@@ -69,6 +69,7 @@ async def test_fractional_delays_sum_the_same_by_either_route(store: Store, tmp_
     assert [s.country for s in from_summary.stats] == ["Côte d'Ivoire", "Peru"]
 
 
+@pytest.mark.both_stores
 async def test_an_ingest_writes_one_summary_and_both_routes_agree(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
@@ -107,6 +108,7 @@ async def test_a_city_that_failed_this_time_is_summarised_from_its_earlier_data(
     assert answers[1] == answers[0]  # same upstream data; city 6 counted from its earlier files
 
 
+@pytest.mark.both_stores
 async def test_a_running_reingest_leaves_the_previous_commit_in_place(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

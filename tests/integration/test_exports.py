@@ -79,6 +79,7 @@ def metadata_of(fmt: Format, body: bytes) -> dict[str, Any]:
     return decoded
 
 
+@pytest.mark.both_stores
 @pytest.mark.parametrize("fmt", [Format.CSV, Format.PARQUET, Format.ARROW])
 @pytest.mark.parametrize("how", ["format", "accept"])
 async def test_every_format_holds_the_same_numbers_as_json(

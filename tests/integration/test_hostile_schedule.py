@@ -1,6 +1,6 @@
 """Hostile tests of the schedule: junk that decodes (right types, wrong values) in the stored
-state and in a day's fire marker. A garbled object is already handled (tests/test_schedule.py);
-these are the values msgspec lets through."""
+state and in a day's fire marker. A garbled object is already handled
+(tests/integration/test_schedule.py); these are the values msgspec lets through."""
 
 from __future__ import annotations
 

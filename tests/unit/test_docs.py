@@ -14,7 +14,7 @@ from busstats.api.app import create_app
 from busstats.core.metrics import Metrics
 from busstats.core.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 PAGES = [README, *sorted(DOCS.glob("*.md")), ROOT / "benchmarks" / "README.md"]
@@ -23,7 +23,7 @@ HEADING = re.compile(r"^#+\s+(.+?)\s*$", re.MULTILINE)
 FENCE = re.compile(r"```.*?```", re.DOTALL)
 README_MAX_LINES = 200
 REPO_PATH = re.compile(r"`((?:src|tests|harness|benchmarks|docs|\.ci|\.github)/[\w./-]*)`")
-"""A path of the repository in backticks, as the pages name files: `tests/test_docs.py`."""
+"""A path of the repository in backticks, as the pages name files: `tests/unit/test_docs.py`."""
 ASSET_ROUTES = {"/docs/{name}", "/dashboard/{name}"}
 """Files of the /docs and dashboard pages, not routes a reader calls."""
 

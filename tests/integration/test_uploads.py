@@ -25,9 +25,8 @@ from busstats.model.summaries import StoredCity
 from busstats.reference.sim import SimulatorConfig
 from busstats.storage import LocalStore, Store
 from harness.servers import RunningSimulator
-from tests.support.flows import StartApi
 from tests.support.expected import assert_same_stats, country_stats
-from tests.support.flows import ingest, raw_files, wait_for_job
+from tests.support.flows import StartApi, ingest, raw_files, wait_for_job
 
 DAY = "2024-05-01"
 DATE = dt.date(2024, 5, 1)
@@ -103,6 +102,7 @@ def others(summary: pl.DataFrame, city_id: int) -> pl.DataFrame:
     return summary.filter(pl.col("city_id") != city_id).drop("commit_id").sort("city_id")
 
 
+@pytest.mark.both_stores
 async def test_an_upload_counts_like_a_fetch_of_the_same_bytes(
     api: str, simulator: RunningSimulator, store: Store, http: aiohttp.ClientSession
 ) -> None:

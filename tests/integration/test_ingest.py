@@ -15,10 +15,9 @@ from busstats.reference.sim.server import JUNK_ROWS
 from busstats.storage import LocalStore, Store
 from busstats.storage.keys import PARQUET, RAW, date_prefix, parquet_key, raw_key
 from harness.servers import RunningSimulator, api_server, settings_for, simulator
-from tests.support.flows import StartApi
 from tests.support.expected import assert_same_stats, country_stats
+from tests.support.flows import StartApi, ingest, raw_files
 from tests.support.flows import country_stats as get_stats
-from tests.support.flows import ingest, raw_files
 
 DAY = dt.date(2024, 5, 1)
 COUNTRY_OF = {city.id: city.country for city in CITIES}
@@ -36,6 +35,7 @@ async def ingest_day(
     return job, answer
 
 
+@pytest.mark.both_stores
 @pytest.mark.parametrize("simulator_config", [SMALL])
 async def test_a_day_is_ingested_and_the_stats_match_the_raw_files(
     store: Store, simulator: RunningSimulator, start_api: StartApi, http: aiohttp.ClientSession
@@ -144,6 +144,7 @@ async def test_junk_rows_are_counted_with_reasons_and_left_out_of_the_stats(
     assert_same_stats(answer["stats"], country_stats(raw, COUNTRY_OF))
 
 
+@pytest.mark.both_stores
 @pytest.mark.parametrize("simulator_config", [SimulatorConfig(rows=(20, 30), max_latency=0.05)])
 async def test_reingesting_a_date_replaces_it(
     store: Store, start_api: StartApi, http: aiohttp.ClientSession

@@ -212,6 +212,7 @@ async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
         return await response.json()
 
 
+@pytest.mark.both_stores
 @pytest.mark.parametrize("simulator_config", [SimulatorConfig(rows=(1, 5), max_latency=0.0)])
 async def test_jobs_run_through_the_api_are_listed_with_their_final_status(
     store: Store, api: str, http: aiohttp.ClientSession

@@ -43,8 +43,8 @@ async def until(http: aiohttp.ClientSession, url: str, done: Callable[[list[Any]
 async def test_sigterm_with_an_upload_waiting_for_a_slot_still_stops_within_seconds(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    """The SIGTERM test of tests/test_backfills.py, plus one upload waiting for a job slot.
-    uvicorn (`busstats serve`: no timeout_graceful_shutdown) waits for every request in
+    """The SIGTERM test of tests/integration/test_backfills.py, plus one upload waiting for a
+    job slot. uvicorn (`busstats serve`: no timeout_graceful_shutdown) waits for every request in
     flight before the lifespan's shutdown, which is what stops the backfills and the jobs:
     the upload waits for a slot, the backfill's jobs take their half minute, and the
     backfill goes on creating jobs meanwhile. The process ends only once the upload ran."""

@@ -27,12 +27,11 @@ from busstats.commit.dates import read_summary
 from busstats.reference.sim import SimulatorConfig
 from busstats.reference.sim.server import Fault
 from busstats.storage import LocalStore
-from tests.support.flows import StartApi
-from tests.support.flows import country_stats, ingest
+from tests.support.flows import StartApi, country_stats, ingest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "external-engines.md"
-TESTED_BLOCK = "<!-- tests/test_duckdb_reader.py runs the next sql block -->"
+TESTED_BLOCK = "<!-- tests/integration/test_duckdb_reader.py runs the next sql block -->"
 DOC_BUCKET = "s3://my-bucket"
 FIRST, SECOND, UNCOMMITTED = "2024-05-01", "2024-05-02", "2024-05-03"
 UNKNOWN_CITY, EMPTY_CITY, JUNK_CITY = 5, 7, 9

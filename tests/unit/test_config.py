@@ -18,7 +18,7 @@ from busstats.core.settings import (
     unknown_variables,
 )
 
-SETTINGS_PAGE = Path(__file__).parent.parent / "docs" / "settings.md"
+SETTINGS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 
 
 def test_defaults_need_no_environment() -> None:

@@ -21,8 +21,7 @@ from busstats.reference.sim import SimulatorConfig
 from busstats.storage import LocalStore, Store
 from busstats.storage.keys import backfill_key
 from harness.servers import RunningSimulator, api_server, serve_process, settings_for, simulator
-from tests.support.flows import StartApi
-from tests.support.flows import FINISHED, country_stats, ingest, wait_for_job
+from tests.support.flows import FINISHED, StartApi, country_stats, ingest, wait_for_job
 
 FIRST, LAST = dt.date(2024, 5, 1), dt.date(2024, 5, 5)
 DAYS = [FIRST + dt.timedelta(days=n) for n in range(5)]
@@ -85,6 +84,7 @@ async def wait_until_running(
             await asyncio.sleep(0.05)
 
 
+@pytest.mark.both_stores
 async def test_a_backfill_commits_every_date_once_within_the_job_limit(
     store: Store, start_api: StartApi, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:

@@ -39,6 +39,7 @@ async def stats(http: aiohttp.ClientSession, api: str, source: str) -> dict[str,
 @pytest.mark.parametrize(
     "simulator_config", [SimulatorConfig(seed=0, rows=(30, 60), max_latency=0.5)]
 )
+@pytest.mark.both_stores
 async def test_answers_during_reingests_are_the_before_or_the_after(
     simulator: RunningSimulator, api: str, http: aiohttp.ClientSession, source: str
 ) -> None:
