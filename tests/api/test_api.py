@@ -1,47 +1,54 @@
-"""The HTTP contract through a real uvicorn: payload shapes and a JSON 4xx for every bad input."""
+"""The HTTP contract, the app in process (tests/support/inprocess.py): payload shapes and a JSON
+4xx for every bad input."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
+import httpx
 import pytest
 
 from busstats.core.settings import Settings
-from harness.servers import api_server
+from tests.support.inprocess import app_client
 
 STATS = "/country-stats"
 PROCESS = "/process-request"
 
 
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[str]:
-    settings = Settings(
-        store=str(tmp_path / "store"),
+def settings_over(store: Path) -> Settings:
+    """A store folder, and an upstream nobody listens on (port 9, discard)."""
+    return Settings(
+        store=str(store),
         reference_url="http://127.0.0.1:9",
         reference_backoff_seconds=0.01,
+        executor="threads",
     )
-    async with api_server(settings) as url:
-        yield url
 
 
-async def expect_error(response: aiohttp.ClientResponse, status: int, *words: str) -> None:
-    assert response.status == status
-    assert response.content_type == "application/json"
-    body = await response.json()
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(settings_over(tmp_path / "store")) as client:
+        yield client
+
+
+def expect_error(response: httpx.Response, status: int, *words: str) -> None:
+    assert response.status_code == status
+    assert response.headers["content-type"].split(";")[0] == "application/json"
+    body = response.json()
     assert set(body) == {"error"}
     for word in words:
         assert word in body["error"]
 
 
-async def test_health_and_readiness(api: str, http: aiohttp.ClientSession) -> None:
-    async with http.get(f"{api}/health") as response:
-        assert response.status == 200
-        assert await response.json() == {"status": "ok"}
-    async with http.get(f"{api}/health/ready") as response:
-        assert response.status == 200
-        assert await response.json() == {"status": "ok", "store": "ok"}
+async def test_health_and_readiness(api: httpx.AsyncClient) -> None:
+    response = await api.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    response = await api.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "store": "ok"}
 
 
 @pytest.mark.parametrize(
@@ -97,10 +104,9 @@ async def test_health_and_readiness(api: str, http: aiohttp.ClientSession) -> No
     ],
 )
 async def test_bad_queries_are_400_with_a_reason(
-    api: str, http: aiohttp.ClientSession, method: str, route: str, query: str, words: list[str]
+    api: httpx.AsyncClient, method: str, route: str, query: str, words: list[str]
 ) -> None:
-    async with http.request(method, f"{api}{route}?{query}") as response:
-        await expect_error(response, 400, *words)
+    expect_error(await api.request(method, f"{route}?{query}"), 400, *words)
 
 
 @pytest.mark.parametrize(
@@ -109,44 +115,43 @@ async def test_bad_queries_are_400_with_a_reason(
         ("0" * 32, ["no job with id '000"]),
         ("nope", ["no job with id 'nope'"]),
         ("ABCDEF0123456789ABCDEF0123456789", ["no job"]),
-        ("%2E%2E/nope", ["no route"]),  # the client normalises /jobs/../nope to /nope
+        ("%2E%2E/nope", ["no route"]),  # /jobs/../nope, however a client normalises it
         ("..%2F..%2Fraw", ["no route"]),  # never reaches a store key
     ],
 )
-async def test_unknown_jobs_are_404(
-    api: str, http: aiohttp.ClientSession, job_id: str, words: list[str]
-) -> None:
-    async with http.get(f"{api}/jobs/{job_id}") as response:
-        await expect_error(response, 404, *words)
+async def test_unknown_jobs_are_404(api: httpx.AsyncClient, job_id: str, words: list[str]) -> None:
+    expect_error(await api.get(f"/jobs/{job_id}"), 404, *words)
 
 
-async def test_unknown_routes_and_methods_are_json_errors(
-    api: str, http: aiohttp.ClientSession
-) -> None:
-    async with http.get(f"{api}/stats") as response:
-        await expect_error(response, 404, "no route GET /stats")
-    async with http.get(f"{api}/process-request?date=2024-05-01") as response:
-        await expect_error(response, 405, "GET is not allowed")
+async def test_unknown_routes_and_methods_are_json_errors(api: httpx.AsyncClient) -> None:
+    expect_error(await api.get("/stats"), 404, "no route GET /stats")
+    expect_error(await api.get("/process-request?date=2024-05-01"), 405, "GET is not allowed")
 
 
-async def test_stats_over_an_empty_store(api: str, http: aiohttp.ClientSession) -> None:
-    async with http.get(f"{api}/country-stats?from=2024-05-01&to=2024-05-02") as response:
-        assert response.status == 200
-        assert await response.json() == {
-            "from": "2024-05-01",
-            "to": "2024-05-02",
-            "stats": [],
-            "dates_without_data": ["2024-05-01", "2024-05-02"],
-            "incomplete_dates": [],
-        }
+async def test_stats_over_an_empty_store(api: httpx.AsyncClient) -> None:
+    response = await api.get("/country-stats?from=2024-05-01&to=2024-05-02")
+    assert response.status_code == 200
+    assert response.json() == {
+        "from": "2024-05-01",
+        "to": "2024-05-02",
+        "stats": [],
+        "dates_without_data": ["2024-05-01", "2024-05-02"],
+        "incomplete_dates": [],
+    }
 
 
 async def test_an_unreachable_reference_server_fails_the_job_with_the_reason(
-    api: str, http: aiohttp.ClientSession
+    api: httpx.AsyncClient,
 ) -> None:
-    from tests.support.flows import ingest
-
-    job = await ingest(http, api, "2024-05-01")
+    accepted = await api.post("/process-request?date=2024-05-01")
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    async with asyncio.timeout(60):  # a bounded poll
+        while True:
+            job = (await api.get(f"/jobs/{job_id}")).json()
+            if job["status"] not in {"queued", "running"}:
+                break
+            await asyncio.sleep(0.02)
     assert job["status"] == "failed"
     assert "GET /cities failed" in job["error"]
     assert job["cities"] == []
@@ -164,13 +169,12 @@ async def test_an_unreachable_reference_server_fails_the_job_with_the_reason(
     ],
 )
 async def test_a_store_that_is_a_file_answers_503_on_every_route(
-    tmp_path: Path, http: aiohttp.ClientSession, method: str, path: str
+    tmp_path: Path, method: str, path: str
 ) -> None:
     not_a_folder = tmp_path / "store"
     not_a_folder.write_text("a regular file where the store folder should be")
-    settings = Settings(store=str(not_a_folder), reference_url="http://127.0.0.1:9")
-    async with api_server(settings) as api:  # it starts, and says what is wrong with the store
-        async with http.get(f"{api}/health") as response:
-            assert response.status == 200
-        async with http.request(method, f"{api}{path}") as response:
-            await expect_error(response, 503, "store is unavailable", str(not_a_folder))
+    # it starts, and says what is wrong with the store
+    async with app_client(settings_over(not_a_folder)) as api:
+        assert (await api.get("/health")).status_code == 200
+        response = await api.request(method, path)
+        expect_error(response, 503, "store is unavailable", str(not_a_folder))

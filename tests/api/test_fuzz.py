@@ -1,7 +1,8 @@
 """Property-based: whatever the query string, no route answers 5xx.
 
-The app is driven over ASGI in-process, with its lifespan, so hypothesis can try hundreds of
-inputs in seconds; the HTTP-level contract is covered through uvicorn in test_api.py.
+The app is driven over raw ASGI in-process, with its lifespan, so hypothesis can try hundreds
+of inputs in seconds and send query strings no HTTP client would; the tests under
+tests/integration/ reach the same app through uvicorn.
 """
 
 from __future__ import annotations

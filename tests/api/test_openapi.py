@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
+import httpx
 import msgspec
 import pytest
 from openapi_spec_validator import validate
@@ -27,24 +27,26 @@ from busstats.model.backfills import BackfillAccepted, BackfillRecord
 from busstats.model.jobs import CityReport, JobRecord
 from busstats.model.payloads import JobAccepted
 from busstats.model.stats import CountryDay, CountryStats
-from harness.servers import api_server
+from tests.support.inprocess import BASE_URL, app_client
 
 NOT_IN_DOCUMENT = {"/openapi.json", "/docs", "/docs/{name}", "/", "/dashboard/{name}"}
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[str]:
-    settings = Settings(store=str(tmp_path / "store"), reference_url="http://127.0.0.1:9")
-    async with api_server(settings) as url:
-        yield url
+async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        store=str(tmp_path / "store"), reference_url="http://127.0.0.1:9", executor="threads"
+    )
+    async with app_client(settings) as client:
+        yield client
 
 
 @pytest.fixture
-async def served(api: str, http: aiohttp.ClientSession) -> dict[str, Any]:
-    async with http.get(f"{api}/openapi.json") as response:
-        assert response.status == 200
-        assert response.content_type == "application/json"
-        document: dict[str, Any] = await response.json()
+async def served(api: httpx.AsyncClient) -> dict[str, Any]:
+    response = await api.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"].split(";")[0] == "application/json"
+    document: dict[str, Any] = response.json()
     return document
 
 
@@ -205,12 +207,12 @@ class AssetRefs(HTMLParser):
 
 
 async def test_docs_page_and_every_asset_it_loads_come_from_the_service(
-    api: str, http: aiohttp.ClientSession
+    api: httpx.AsyncClient,
 ) -> None:
-    async with http.get(f"{api}/docs") as response:
-        assert response.status == 200
-        assert response.content_type == "text/html"
-        page = await response.text()
+    response = await api.get("/docs")
+    assert response.status_code == 200
+    assert response.headers["content-type"].split(";")[0] == "text/html"
+    page = response.text
     refs = AssetRefs()
     refs.feed(page)
     scripts = re.findall(r"url:\s*\"([^\"]+)\"", page)
@@ -219,19 +221,18 @@ async def test_docs_page_and_every_asset_it_loads_come_from_the_service(
     urls = refs.urls + scripts
     assert len(urls) >= 4
     for url in urls:
-        absolute = urljoin(f"{api}/docs", url)
-        assert urlsplit(absolute).netloc == urlsplit(api).netloc, url
-        async with http.get(absolute) as asset:
-            assert asset.status == 200, url
-            body = await asset.read()
-            assert len(body) > 1000, url
+        absolute = urljoin(f"{BASE_URL}/docs", url)
+        assert urlsplit(absolute).netloc == urlsplit(BASE_URL).netloc, url
+        asset = await api.get(absolute)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 1000, url
     for link in re.findall(r"https?://[^\s\"'<>]+", page):
-        assert urlsplit(link).netloc == urlsplit(api).netloc, link
+        assert urlsplit(link).netloc == urlsplit(BASE_URL).netloc, link
 
 
-async def test_an_unknown_docs_asset_is_a_json_404(api: str, http: aiohttp.ClientSession) -> None:
-    async with http.get(f"{api}/docs/../../etc/passwd") as response:
-        assert response.status == 404
-    async with http.get(f"{api}/docs/nothing.js") as response:
-        assert response.status == 404
-        assert set(await response.json()) == {"error"}
+async def test_an_unknown_docs_asset_is_a_json_404(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/docs/../../etc/passwd")).status_code == 404
+    assert (await api.get("/docs/%2E%2E/%2E%2E/etc/passwd")).status_code == 404
+    response = await api.get("/docs/nothing.js")
+    assert response.status_code == 404
+    assert set(response.json()) == {"error"}
