@@ -64,7 +64,9 @@ class ApiThread:
         self._stop = asyncio.Event()
         config = SimulatorConfig(rows=(1, 5), max_latency=0.0)
         async with simulator(config) as refsim:
-            settings = Settings(store=str(self._folder / "store"), reference_url=refsim.url)
+            settings = Settings(
+                store=str(self._folder / "store"), reference_url=refsim.url, executor="threads"
+            )
             async with api_server(settings) as url:
                 self.url = url
                 self._ready.set()
