@@ -121,6 +121,6 @@ def test_every_operation_answers_within_its_documented_schema(
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
     def answers_within_schema(case: Case) -> None:
-        case.call_and_validate(base_url=live_api, checks=CHECKS, timeout=30)
+        case.call_and_validate(base_url=live_api, checks=CHECKS, timeout=90)
 
     answers_within_schema()
