@@ -18,7 +18,6 @@ from typing import Any
 
 import aiohttp
 import boto3
-import msgspec
 import uvicorn
 from aiohttp import web
 from moto.server import ThreadedMotoServer
@@ -34,7 +33,8 @@ REGION = "us-east-1"
 
 
 def s3_settings(bucket: str, endpoint: str, **overrides: Any) -> Settings:
-    """Settings for a bucket behind a loopback endpoint (moto, or a proxy in front of it)."""
+    """Settings for a bucket behind a loopback endpoint (moto, or a proxy in front of it);
+    `overrides` are checked as any settings are (`_overridden`)."""
     base = Settings(
         store=f"s3://{bucket}",
         s3_endpoint_url=endpoint,
@@ -42,15 +42,22 @@ def s3_settings(bucket: str, endpoint: str, **overrides: Any) -> Settings:
         aws_access_key_id=KEY_ID,
         aws_secret_access_key=SECRET,
     )
-    return msgspec.structs.replace(base, **overrides)
+    return _overridden(base, overrides)
 
 
 def settings_for(store: Store, sim: RunningSimulator, **overrides: Any) -> Settings:
-    """Settings naming this store; the store object itself is handed to the app."""
+    """Settings naming this store; the store object itself is handed to the app; `overrides`
+    are checked as any settings are (`_overridden`)."""
     assert isinstance(store, S3Store | LocalStore)
     location = f"s3://{store.bucket}" if isinstance(store, S3Store) else str(store.root)
     base = Settings(store=location, reference_url=sim.url, reference_backoff_seconds=0.01)
-    return msgspec.structs.replace(base, **overrides)
+    return _overridden(base, overrides)
+
+
+def _overridden(base: Settings, overrides: dict[str, Any]) -> Settings:
+    """`base` with some fields changed, checked like any settings: an unknown field or a value
+    out of bounds fails here (`model_copy(update=...)` would take either silently)."""
+    return Settings.model_validate({**base.model_dump(), **overrides})
 
 
 async def open_s3_store(endpoint: str, bucket: str, **options: Any) -> S3Store:
