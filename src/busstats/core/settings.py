@@ -67,9 +67,9 @@ _JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 def _number_text(value: object) -> object:
     """A number given as text must be written as in JSON (`8`, `0.5`, `1e3`).
 
-    pydantic's own parsing would also take ` 8`, `+8`, `08` and `1_000`; those were refused
-    before pydantic read the settings, and stay refused. `3.0` and `1e2` still make a whole
-    number, a fraction does not.
+    pydantic's own parsing would also take ` 8`, `+8`, `08` and `1_000`, which msgspec
+    refused when it read the settings, and they stay refused. `3.0` and `1e2` still make a
+    whole number; a fraction does not.
     """
     if not isinstance(value, str):
         return value
