@@ -242,6 +242,20 @@ def test_every_number_has_finite_bounds() -> None:
             assert all(math.isfinite(bound) for bound in bounds if bound is not None), field
 
 
+def test_the_table_says_what_each_kind_accepts() -> None:
+    """Issue 16: the hand-kept table once said "text" for `BUSSTATS_WORKER_PROCESSES`."""
+    rows = {
+        row.split(" | ")[0].strip("|` "): row.split(" | ")[2]
+        for row in settings_table().splitlines()[2:]
+    }
+    assert rows["BUSSTATS_WORKER_PROCESSES"] == "a whole number from 1 to 256"
+    assert rows["BUSSTATS_LEASE_SECONDS"] == "a number from 1 to 3600"
+    assert rows["BUSSTATS_EXECUTOR"] == "one of `local`, `threads`, `dask`"
+    assert rows["BUSSTATS_SCHEDULE_AT"] == "text like `06:30` or `06:30:00`"
+    assert rows["AWS_REGION"] == "text"
+    assert len(rows) == len(Settings.model_fields)
+
+
 def test_every_pattern_has_an_example_to_show_instead() -> None:
     """A user reads `text like 06:30`, never a regular expression."""
     for field, schema in busstats.core.settings._schemas().items():
