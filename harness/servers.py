@@ -18,7 +18,6 @@ from typing import Any
 
 import aiohttp
 import boto3
-import msgspec
 import uvicorn
 from aiohttp import web
 from moto.server import ThreadedMotoServer
@@ -35,7 +34,8 @@ REGION = "us-east-1"
 
 def s3_settings(bucket: str, endpoint: str, **overrides: Any) -> Settings:
     """Settings for a bucket behind a loopback endpoint (moto, or a proxy in front of it),
-    city work in threads as with `settings_for`."""
+    city work in threads as with `settings_for`; `overrides` are checked as any settings are
+    (`_overridden`)."""
     base = Settings(
         store=f"s3://{bucket}",
         executor="threads",
@@ -44,11 +44,12 @@ def s3_settings(bucket: str, endpoint: str, **overrides: Any) -> Settings:
         aws_access_key_id=KEY_ID,
         aws_secret_access_key=SECRET,
     )
-    return msgspec.structs.replace(base, **overrides)
+    return _overridden(base, overrides)
 
 
 def settings_for(store: Store, sim: RunningSimulator, **overrides: Any) -> Settings:
-    """Settings naming this store; the store object itself is handed to the app.
+    """Settings naming this store; the store object itself is handed to the app; `overrides`
+    are checked as any settings are (`_overridden`).
 
     City work runs in the API process's threads (`executor="threads"`): no worker processes
     to start per API, so a test that is not about the executor pays for none. A test (or a
@@ -58,7 +59,13 @@ def settings_for(store: Store, sim: RunningSimulator, **overrides: Any) -> Setti
     base = Settings(
         store=location, reference_url=sim.url, reference_backoff_seconds=0.01, executor="threads"
     )
-    return msgspec.structs.replace(base, **overrides)
+    return _overridden(base, overrides)
+
+
+def _overridden(base: Settings, overrides: dict[str, Any]) -> Settings:
+    """`base` with some fields changed, checked like any settings: an unknown field or a value
+    out of bounds fails here (`model_copy(update=...)` would take either silently)."""
+    return Settings.model_validate({**base.model_dump(), **overrides})
 
 
 async def open_s3_store(endpoint: str, bucket: str, **options: Any) -> S3Store:

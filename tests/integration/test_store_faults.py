@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -104,7 +103,7 @@ async def test_a_parquet_upload_failing_mid_job_never_pairs_new_raw_with_old_par
         first_answer = SimulatorConfig(seed=0, rows=(20, 30), max_latency=0.02)
         async with (
             simulator(first_answer) as sim,
-            api_server(msgspec.structs.replace(settings, reference_url=sim.url)) as api,
+            api_server(settings.model_copy(update={"reference_url": sim.url})) as api,
         ):
             first = await ingest(http, api, DAY.isoformat())
         assert first["status"] == "succeeded"
@@ -113,7 +112,7 @@ async def test_a_parquet_upload_failing_mid_job_never_pairs_new_raw_with_old_par
         # 2. upstream now answers differently, and S3 refuses city 3's Parquet mid-job
         proxy.fail("PUT", r"/parquet/date=2024-05-01/city=3\.[0-9a-f]+\.parquet")
         async with simulator(SimulatorConfig(seed=1, rows=(20, 30), max_latency=0.02)) as sim:
-            with_sim = msgspec.structs.replace(settings, reference_url=sim.url)
+            with_sim = settings.model_copy(update={"reference_url": sim.url})
             async with api_server(with_sim) as api:
                 job = await ingest(http, api, DAY.isoformat())
                 answer = await get_stats(http, api, DAY.isoformat(), DAY.isoformat())

@@ -207,5 +207,5 @@ def test_the_caps_come_from_the_environment() -> None:
     settings = Settings.from_env({"BUSSTATS_CITY_MAX_SECONDS": "90", "BUSSTATS_CITY_MAX_MB": "2"})
     assert (settings.city_max_seconds, settings.city_max_bytes) == (90, 2 * MIB)
     for name in ("BUSSTATS_CITY_MAX_SECONDS", "BUSSTATS_CITY_MAX_MB"):
-        with pytest.raises(ConfigError, match=f"{name}='0': Expected `(float|int)` >= 1"):
+        with pytest.raises(ConfigError, match=f"{name}='0': expected a (whole )?number from 1 to"):
             Settings.from_env({name: "0"})

@@ -68,7 +68,10 @@ async def executor_at() -> AsyncIterator[list[DaskExecutor]]:
 
 
 def dask_executor(address: str, made: list[DaskExecutor]) -> DaskExecutor:
-    executor = DaskExecutor(Settings(executor="dask", dask_scheduler=address), ThreadConversions())
+    # unchecked (`model_copy`): the executor must survive an address the settings would refuse
+    dask = Settings(executor="dask", dask_scheduler="tcp://127.0.0.1:8786")
+    settings = dask.model_copy(update={"dask_scheduler": address})
+    executor = DaskExecutor(settings, ThreadConversions())
     made.append(executor)
     return executor
 

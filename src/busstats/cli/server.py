@@ -131,7 +131,13 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
 def run(args: argparse.Namespace) -> int:
     """Run `serve`, `refsim`, `dev` or `settings`; 2 when a setting is wrong."""
     from busstats.core.logs import configure_logging
-    from busstats.core.settings import ConfigError, Settings, settings_table, unknown_variables
+    from busstats.core.settings import (
+        ConfigError,
+        Settings,
+        did_you_mean,
+        settings_table,
+        unknown_variables,
+    )
 
     if args.command == "settings":
         print(settings_table(), end="")
@@ -139,8 +145,11 @@ def run(args: argparse.Namespace) -> int:
     for name in unknown_variables():
         if name == URL_VARIABLE:  # read by the client commands, not by the service
             continue
+        meant = did_you_mean(name)
+        see = f"did you mean {meant}? See" if meant else "see"
         print(
-            f"busstats: warning: {name} is not a setting; see `busstats settings`", file=sys.stderr
+            f"busstats: warning: {name} is not a setting; {see} `busstats settings`",
+            file=sys.stderr,
         )
     try:
         settings = Settings.from_env()
@@ -190,10 +199,8 @@ def dev_urls(port: int) -> str:
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
     """The simulator and the API over a local store, until Ctrl-C (exit 130, no traceback) or
     SIGTERM."""
-    import msgspec
-
-    local = msgspec.structs.replace(
-        settings, store=args.data, reference_url=f"http://127.0.0.1:{args.refsim_port}"
+    local = settings.model_copy(
+        update={"store": args.data, "reference_url": f"http://127.0.0.1:{args.refsim_port}"}
     )
     try:
         asyncio.run(_run_dev(args, local))

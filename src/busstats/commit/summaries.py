@@ -66,7 +66,7 @@ def decode_summaries(blobs: list[bytes], columns: Iterable[str] | None = None) -
     Summaries written before commits existed lack the commit columns: their cities count,
     and their Parquet files have the key of that layout, `city=<id>.parquet`.
 
-    >>> decode_summaries(blobs, ["date", "country", "buses"]).columns
+    >>> decode_summaries([], ["date", "country", "buses"]).columns  # no summary: no row
     ['date', 'country', 'buses']
     """
     wanted = set(SUMMARY_SCHEMA.names() if columns is None else columns)
@@ -119,8 +119,10 @@ def partials_from_parquet(target: ScanTarget) -> pl.LazyFrame:
     not fit in Int64 for any file (one written by something else), the sums are taken again
     in Int128, so they are exact either way and never wrap.
 
-    >>> partials_from_parquet(store.scan_target(keys)).collect().columns
-    ['date', 'city_id', 'buses', 'passengers', 'delay_microseconds', 'accident']
+    Example (not run: it needs a store holding Parquet files)::
+
+        partials_from_parquet(store.scan_target(keys)).collect().columns
+        # -> ['date', 'city_id', 'buses', 'passengers', 'delay_microseconds', 'accident']
     """
     scan = pl.scan_parquet(
         target.sources, hive_partitioning=True, storage_options=target.storage_options

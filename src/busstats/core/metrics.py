@@ -221,8 +221,10 @@ def upstream_try(retryable: type[BaseException], *, last: bool) -> Generator[Non
     """Count one try at a reference-server call by how it ends; a `retryable` failure that
     is not the `last` try also counts as a retry, labelled with its reason.
 
-    >>> with upstream_try(TimeoutError, last=False):  # doctest: +SKIP
-    ...     await call()
+    Example (not run: a fragment of the reference client)::
+
+        with upstream_try(TimeoutError, last=False):
+            await call()
     """
     try:
         yield

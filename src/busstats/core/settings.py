@@ -1,23 +1,46 @@
 """Settings, read once from environment variables.
 
-`Settings` is the one list of settings: each field carries its type, bounds, default and a line
-of documentation, and its environment variable is `BUSSTATS_<FIELD>` unless `ENV_NAMES` says
-otherwise. Values are converted and checked by msgspec, so `2.7` for a count, `inf` or `nan`
-for a number of seconds, or a typo in a choice is refused with the variable named. README's
-configuration table is `settings_table()` (a test keeps them equal).
+`Settings` is the one list of settings, a `pydantic-settings` model: each field carries its
+type, bounds, default and a line of documentation, and its environment variable is
+`BUSSTATS_<FIELD>` unless its `validation_alias` names others (the AWS SDK's own names, and
+names kept from earlier releases). pydantic converts and checks the values, so `2.7` for a
+count, `inf` or `nan` for a number of seconds, or a typo in a choice is refused; `from_env`
+turns pydantic's errors into one line naming the variable, the value and what is accepted,
+in words derived from the field's JSON schema. The table of docs/settings.md is
+`settings_table()`, built from the same schema (a test keeps them equal).
+
+Only `from_env` reads the environment. Keyword construction, `Settings(store=...)`, takes the
+keywords and the defaults and nothing else, so a test never picks up the variables of the
+shell it runs in; it checks the values as `from_env` does. `model_copy(update=...)` changes
+fields unchecked, for tests that need what a user may not set.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import re
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Literal, get_type_hints
+from typing import Annotated, Any, Literal, Self
 
-import msgspec
-from msgspec import Meta
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 class DateParam(StrEnum):
@@ -38,184 +61,223 @@ class ConfigError(ValueError):
 
 ENV_PREFIX = "BUSSTATS_"
 
-ENV_NAMES: dict[str, str] = {
-    "aws_region": "AWS_REGION",
-    "aws_access_key_id": "AWS_ACCESS_KEY_ID",
-    "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
-    "reference_timeout_seconds": "BUSSTATS_REFERENCE_TIMEOUT",
-    "reference_backoff_seconds": "BUSSTATS_REFERENCE_BACKOFF",
-}
-"""Fields whose variable is not `BUSSTATS_<FIELD>`: the AWS SDK's own names, and names kept
-from earlier releases."""
-
-ENV_FALLBACKS: dict[str, str] = {"AWS_REGION": "AWS_DEFAULT_REGION"}
-"""A variable read when the first one is unset, as the AWS SDKs do."""
+_JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 
-def env_name(field: str) -> str:
-    """The environment variable that sets a `Settings` field.
+def _number_text(value: object) -> object:
+    """A number given as text must be written as in JSON (`8`, `0.5`, `1e3`).
 
-    >>> env_name("city_concurrency")
-    'BUSSTATS_CITY_CONCURRENCY'
-    >>> env_name("reference_timeout_seconds")
-    'BUSSTATS_REFERENCE_TIMEOUT'
+    pydantic's own parsing would also take ` 8`, `+8`, `08` and `1_000`, which msgspec
+    refused when it read the settings, and they stay refused. `3.0` and `1e2` still make a
+    whole number; a fraction does not.
     """
-    return ENV_NAMES.get(field, ENV_PREFIX + field.upper())
+    if not isinstance(value, str):
+        return value
+    if _JSON_NUMBER.fullmatch(value) is None:
+        raise PydanticCustomError("number_text", "not a number")
+    return int(value) if value.lstrip("-").isdigit() else float(value)
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
+NUMBER_TEXT = BeforeValidator(_number_text)
+"""The last annotation of a number setting: after its `Field`, so that the bounds stay in the
+integer's or number's own schema (and show as `minimum` and `maximum` in the JSON schema)."""
+
+
+class Settings(BaseSettings):
     """Every setting of the service; construct with keywords, or read with `from_env()`.
 
-    Keyword construction is for code and tests and does not check bounds; `from_env` does.
+    Both check every value and the rules between settings; only `from_env` reads variables.
     """
 
-    store: Annotated[str, Meta(min_length=1, description="a local folder, or `s3://<bucket>`")] = (
+    model_config = SettingsConfigDict(
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        # pydantic-settings compares names in lower case; `_EnvironSource` keeps only the
+        # variables spelt exactly as `variables()` lists them
+        case_sensitive=False,
+        validate_by_name=True,
+        validate_by_alias=True,
+        allow_inf_nan=False,
+        extra="forbid",
+    )
+
+    store: Annotated[str, Field(min_length=1, description="a local folder, or `s3://<bucket>`")] = (
         "./data"
     )
     s3_endpoint_url: Annotated[
         str | None,
-        Meta(
+        Field(
             description="an S3-compatible endpoint such as MinIO or moto (path-style addressing"
             " is used then); unset: AWS"
         ),
     ] = None
     aws_region: Annotated[
         str,
-        Meta(description="the bucket's region; `AWS_DEFAULT_REGION` is read when this is unset"),
+        Field(
+            validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+            description="the bucket's region; `AWS_DEFAULT_REGION` is read when this is unset",
+        ),
     ] = "us-east-1"
     aws_access_key_id: Annotated[
         str | None,
-        Meta(description="credentials; when unset, the usual AWS credential chain applies"),
+        Field(
+            validation_alias=AliasChoices("AWS_ACCESS_KEY_ID"),
+            description="credentials; when unset, the usual AWS credential chain applies",
+        ),
     ] = None
     aws_secret_access_key: Annotated[
-        str | None, Meta(description="the secret that goes with `AWS_ACCESS_KEY_ID`")
+        str | None,
+        Field(
+            validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY"),
+            description="the secret that goes with `AWS_ACCESS_KEY_ID`",
+        ),
     ] = None
     s3_attempts: Annotated[
-        int, Meta(ge=1, le=20, description="tries per S3 call (botocore's standard retry mode)")
+        int,
+        Field(ge=1, le=20, description="tries per S3 call (botocore's standard retry mode)"),
+        NUMBER_TEXT,
     ] = 5
-    reference_url: Annotated[str, Meta(min_length=1, description="the reference server")] = (
+    reference_url: Annotated[str, Field(min_length=1, description="the reference server")] = (
         "http://127.0.0.1:8081"
     )
     reference_date_param: Annotated[
         DateParam,
-        Meta(
+        Field(
             description="how the reference server wants `date`: `date` (`2024-05-01`), `datetime`"
             " (`2024-05-01T00:00:00`), or `auto` (try the date, switch on a `400` and remember)"
         ),
     ] = DateParam.AUTO
     reference_timeout_seconds: Annotated[
         float,
-        Meta(
+        Field(
             ge=0.1,
             le=3600,
+            validation_alias=AliasChoices("BUSSTATS_REFERENCE_TIMEOUT"),
             description="seconds of silence allowed when connecting to or reading from the"
             " reference server",
         ),
+        NUMBER_TEXT,
     ] = 30.0
     reference_attempts: Annotated[
         int,
-        Meta(
+        Field(
             ge=1,
             le=20,
             description="tries per reference call on connection errors, timeouts, 5xx and 429;"
             " a 4xx is never retried",
         ),
+        NUMBER_TEXT,
     ] = 4
     reference_backoff_seconds: Annotated[
         float,
-        Meta(
-            ge=0, le=60, description="seconds before the first retry; doubles with jitter up to 8 s"
+        Field(
+            ge=0,
+            le=60,
+            validation_alias=AliasChoices("BUSSTATS_REFERENCE_BACKOFF"),
+            description="seconds before the first retry; doubles with jitter up to 8 s",
         ),
+        NUMBER_TEXT,
     ] = 0.5
-    city_concurrency: Annotated[int, Meta(ge=1, le=1024, description="cities fetched at once")] = 32
+    city_concurrency: Annotated[
+        int, Field(ge=1, le=1024, description="cities fetched at once"), NUMBER_TEXT
+    ] = 32
     max_mb_in_flight: Annotated[
         int,
-        Meta(
+        Field(
             ge=64,
             le=1024 * 1024,
             description="MiB that cities being converted and uploaded may hold at once, over"
             " the whole process and its conversion processes; a large city reserves about"
             " 96 MiB (twenty 4 MiB slices of its JSON being decoded, one upload part)",
         ),
+        NUMBER_TEXT,
     ] = 256
     max_range_days: Annotated[
-        int, Meta(ge=1, le=100_000, description="the longest range `/country-stats` accepts")
+        int,
+        Field(ge=1, le=100_000, description="the longest range `/country-stats` accepts"),
+        NUMBER_TEXT,
     ] = 3660
     city_max_seconds: Annotated[
         float,
-        Meta(
+        Field(
             ge=1,
             le=7 * 86400,
             description="wall time one city's download may take, all its retries included",
         ),
+        NUMBER_TEXT,
     ] = 3600.0
     city_max_mb: Annotated[
         int,
-        Meta(
+        Field(
             ge=1,
             le=16 * 1024,
             description="largest body one city may send, in MiB counted after decompression;"
             " also its temporary file's cap",
         ),
+        NUMBER_TEXT,
     ] = 8 * 1024
     temp_dir: Annotated[
         str | None,
-        Meta(
+        Field(
             description="where downloads wait to be converted (a `busstats/` folder inside);"
             " the system's temporary folder when unset",
         ),
     ] = None
     lease_seconds: Annotated[
         float,
-        Meta(
+        Field(
             ge=1,
             le=3600,
             description="how long job and date leases last unrenewed; then any process may end"
             " the job (its process is taken for dead) or take the date over",
         ),
+        NUMBER_TEXT,
     ] = 30.0
     lease_renew_seconds: Annotated[
         float,
-        Meta(
+        Field(
             ge=0.1,
             le=1800,
             description="how often a process renews its leases; at most half of"
             " `BUSSTATS_LEASE_SECONDS`",
         ),
+        NUMBER_TEXT,
     ] = 5.0
     max_running_jobs: Annotated[
         int,
-        Meta(
+        Field(
             ge=1,
             le=64,
             description="ingest jobs this process runs at once; more wait `queued`, holding"
             " no date lease",
         ),
+        NUMBER_TEXT,
     ] = 2
     executor: Annotated[
         Literal["local", "threads", "dask"],
-        Meta(
+        Field(
             description="where city work runs: `local` worker processes (conversions never hold"
             " up the API), `threads` of the API process, or a `dask` cluster"
             " (`BUSSTATS_DASK_SCHEDULER`); docs/executors.md"
         ),
     ] = "local"
     worker_processes: Annotated[
-        Annotated[int, Meta(ge=1, le=256)] | None,
-        Meta(
-            description="conversion processes of the `local` executor; unset: one per CPU",
-        ),
+        Annotated[int, Field(ge=1, le=256), NUMBER_TEXT] | None,
+        Field(description="conversion processes of the `local` executor; unset: one per CPU"),
     ] = None
     dask_scheduler: Annotated[
-        Annotated[str, Meta(pattern=SCHEDULER_ADDRESS)] | None,
-        Meta(
+        Annotated[str, StringConstraints(pattern=SCHEDULER_ADDRESS)] | None,
+        Field(
+            examples=["tcp://127.0.0.1:8786"],
             description="the Dask scheduler (`tcp://host:port`) of the `dask` executor; its"
-            " workers read credentials from their own environment"
+            " workers read credentials from their own environment",
         ),
     ] = None
     schedule_at: Annotated[
-        Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")] | None,
-        Meta(
+        Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")]
+        | None,
+        Field(
+            examples=["06:30", "06:30:00"],
             description="the time of day (`HH:MM`, UTC) the daily schedule ingests the latest"
             " day; unset: no schedule unless started with `POST /schedule/start`. Seeds the"
             " schedule kept in the store only when the store has none (docs/schedule.md)",
@@ -223,25 +285,73 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
     ] = None
     schedule_lag_days: Annotated[
         int,
-        Meta(
+        Field(
             ge=0,
             le=365,
             description="days between a scheduled run and the day it ingests (1: yesterday)",
         ),
+        NUMBER_TEXT,
     ] = 1
     schedule_catch_up_days: Annotated[
         int,
-        Meta(
+        Field(
             ge=1,
             le=366,
             description="at start, how many of the latest due days a schedule that missed"
             " runs (no process was up) catches up on",
         ),
+        NUMBER_TEXT,
     ] = 7
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        Meta(description="Python logging level"),
+        Field(description="Python logging level"),
     ] = "INFO"
+
+    @field_validator("store")
+    @classmethod
+    def _names_a_bucket(cls, store: str) -> str:
+        if store.startswith("s3://") and len(store.removeprefix("s3://").strip("/")) < 3:
+            raise ValueError("does not name a bucket (s3://<bucket>)")
+        return store
+
+    @field_validator("dask_scheduler")
+    @classmethod
+    def _has_a_port(cls, address: str | None) -> str | None:
+        if address is not None and not 1 <= int(address.rsplit(":", 1)[1]) <= 65535:
+            raise ValueError("the port must be from 1 to 65535")
+        return address
+
+    @model_validator(mode="after")
+    def _renews_in_time(self) -> Self:
+        """A lease renewed at most every half of its length survives one late renewal."""
+        if self.lease_renew_seconds * 2 > self.lease_seconds:
+            raise ValueError(
+                f"{env_name('lease_renew_seconds')}={self.lease_renew_seconds:g}: must be at"
+                f" most half of {env_name('lease_seconds')} ({self.lease_seconds:g})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _scheduler_with_dask(self) -> Self:
+        if (self.executor == "dask") != (self.dask_scheduler is not None):
+            raise ValueError(
+                f"{env_name('executor')}={self.executor!r} and"
+                f" {env_name('dask_scheduler')}={self.dask_scheduler!r}: the dask executor"
+                " needs a scheduler, and a scheduler is used only by the dask executor"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword construction reads the keywords only; the environment is `from_env`'s."""
+        return (init_settings,)
 
     @property
     def s3_bucket(self) -> str | None:
@@ -265,7 +375,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
         """Settings from environment variables (default: `os.environ`); unset or empty ones
         keep their defaults.
 
-        Raises ConfigError naming the variable, its value and what is wrong.
+        Raises ConfigError naming the variable, its value and what is accepted, one line.
 
         >>> Settings.from_env({"BUSSTATS_CITY_CONCURRENCY": "8"}).city_concurrency
         8
@@ -273,66 +383,91 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
         ...     Settings.from_env({"BUSSTATS_CITY_CONCURRENCY": "2.7"})
         ... except ConfigError as exc:
         ...     print(exc)
-        BUSSTATS_CITY_CONCURRENCY='2.7': Expected `int`, got `str`; accepts integer from 1 to 1024
+        BUSSTATS_CITY_CONCURRENCY='2.7': expected a whole number from 1 to 1024
         """
         env = os.environ if environ is None else environ
-        given: dict[str, str] = {}
-        for name in _variables():
-            value = env.get(name) or (name in ENV_FALLBACKS and env.get(ENV_FALLBACKS[name]))
-            if value:
-                given[name] = value
         try:
-            settings = msgspec.convert(given, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise _config_error(exc, given) from None
-        if settings.lease_renew_seconds * 2 > settings.lease_seconds:
+            return cls.model_validate(_EnvironSource(cls, env)())
+        except ValidationError as exc:
             raise ConfigError(
-                f"{env_name('lease_renew_seconds')}={settings.lease_renew_seconds:g}: must be at"
-                f" most half of {env_name('lease_seconds')} ({settings.lease_seconds:g})"
-            )
-        if (settings.executor == "dask") != (settings.dask_scheduler is not None):
-            raise ConfigError(
-                f"{env_name('executor')}={settings.executor!r} and"
-                f" {env_name('dask_scheduler')}={settings.dask_scheduler!r}: the dask executor"
-                " needs a scheduler, and a scheduler is used only by the dask executor"
-            )
-        scheduler = settings.dask_scheduler
-        if scheduler is not None and not 1 <= int(scheduler.rsplit(":", 1)[1]) <= 65535:
-            raise ConfigError(
-                f"{env_name('dask_scheduler')}={settings.dask_scheduler!r}: the port must be"
-                " from 1 to 65535"
-            )
-        if settings.s3_bucket is not None and len(settings.s3_bucket) < 3:
-            raise ConfigError(
-                f"{env_name('store')}={settings.store!r}: does not name a bucket (s3://<bucket>)"
-            )
-        return settings
+                "; ".join(_config_message(error, env) for error in exc.errors())
+            ) from None
+
+
+class _EnvironSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping, not only `os.environ`.
+
+    It sees only the variables spelt exactly as `variables()` lists them, non-empty: on its
+    own it would match names in any case, and for a field with an alias it would also read
+    `BUSSTATS_<FIELD>` (`BUSSTATS_AWS_REGION`), which no release ever read.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ  # before super().__init__, which loads the variables
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        known = set(variables())
+        return {
+            name.lower(): value for name, value in self._environ.items() if name in known and value
+        }
+
+
+def variables_of(field: str) -> tuple[str, ...]:
+    """The environment variables that set a `Settings` field, first one first.
+
+    >>> variables_of("aws_region")
+    ('AWS_REGION', 'AWS_DEFAULT_REGION')
+    """
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return tuple(str(choice) for choice in alias.choices)
+    return (ENV_PREFIX + field.upper(),)
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a `Settings` field.
+
+    >>> env_name("city_concurrency")
+    'BUSSTATS_CITY_CONCURRENCY'
+    >>> env_name("reference_timeout_seconds")
+    'BUSSTATS_REFERENCE_TIMEOUT'
+    """
+    return variables_of(field)[0]
 
 
 @functools.cache
-def _fields() -> tuple[msgspec.inspect.Field, ...]:
-    info = msgspec.inspect.type_info(Settings)
-    assert isinstance(info, msgspec.inspect.StructType)
-    return info.fields
+def variables() -> tuple[str, ...]:
+    """Every environment variable a setting reads, in the fields' order."""
+    return tuple(name for field in Settings.model_fields for name in variables_of(field))
 
 
-def _variables() -> list[str]:
-    return [field.encode_name for field in _fields()]
+@functools.cache
+def _field_of_key() -> dict[str, str]:
+    """The field a key of pydantic's input (field name or variable) belongs to."""
+    keys = {field: field for field in Settings.model_fields}
+    keys.update({name: field for field in Settings.model_fields for name in variables_of(field)})
+    return keys
 
 
-_AT_FIELD = re.compile(r"(?P<reason>.*) - at `\$\.(?P<name>\w+)`")
+def _config_message(error: ErrorDetails, environ: Mapping[str, str]) -> str:
+    """One pydantic error as `NAME='value': expected ...`, or a rule's own message.
 
-
-def _config_error(exc: msgspec.ValidationError, given: Mapping[str, str]) -> ConfigError:
-    """`NAME='value': msgspec's reason; accepts ...`."""
-    match = _AT_FIELD.fullmatch(str(exc))
-    if match is None:
-        return ConfigError(str(exc))
-    name = match["name"]
-    field = next(f for f in _fields() if f.encode_name == name)
-    return ConfigError(
-        f"{name}={given[name]!r}: {match['reason']}; accepts {_accepted(field.type)}"
+    A validator's `ValueError` says what is wrong itself; any other error (not a number, out
+    of bounds, not a choice, not the pattern) is answered with what the field accepts, from
+    its JSON schema, whatever pydantic's own words were.
+    """
+    if not error["loc"]:  # a rule between settings (a model validator): names its variables
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    field = _field_of_key()[str(error["loc"][0])]
+    name = next((n for n in variables_of(field) if environ.get(n)), env_name(field))
+    given = environ.get(name, error["input"])  # the text, not what a validator made of it
+    reason = (
+        str(error.get("ctx", {}).get("error", error["msg"]))
+        if error["type"] == "value_error"
+        else f"expected {accepts(field)}"
     )
+    return f"{name}={given!r}: {reason}"
 
 
 def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -342,69 +477,101 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     ['BUSSTATS_CITY_CONCURENCY']
     """
     env = os.environ if environ is None else environ
-    known = set(_variables())
+    known = set(variables())
     return sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in known)
 
 
-def _unwrap(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:
-    while isinstance(kind, msgspec.inspect.Metadata):
-        kind = kind.type
-    return kind
+def did_you_mean(name: str) -> str | None:
+    """The variable an unknown one most likely meant to be, if one is close.
+
+    Names are compared without the `BUSSTATS_` that most share, which would make every
+    name look close to every other.
+
+    >>> did_you_mean("BUSSTATS_CITY_CONCURENCY")
+    'BUSSTATS_CITY_CONCURRENCY'
+    >>> did_you_mean("BUSSTATS_AWS_REGION")
+    'AWS_REGION'
+    >>> print(did_you_mean("BUSSTATS_COLOUR"))
+    None
+    """
+    by_stem = {known.removeprefix(ENV_PREFIX): known for known in variables()}
+    close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), list(by_stem), n=1)
+    return by_stem[close[0]] if close else None
 
 
-def _choices(kind: msgspec.inspect.Type) -> list[str]:
-    kind = _unwrap(kind)
-    if isinstance(kind, msgspec.inspect.EnumType):
-        return [str(member.value) for member in kind.cls]
-    if isinstance(kind, msgspec.inspect.LiteralType):
-        return [str(value) for value in kind.values]
-    return []
+@functools.cache
+def _schemas() -> dict[str, dict[str, Any]]:
+    """Each field's JSON schema, by field name, `$ref` resolved and `None` left out.
+
+    An optional field's schema is `anyOf` its type and `null`; its own keys (description,
+    default, examples) stay beside the `anyOf` and are kept.
+    """
+    document = Settings.model_json_schema(by_alias=False)
+    definitions: dict[str, dict[str, Any]] = document.get("$defs", {})
+
+    def resolved(schema: dict[str, Any]) -> dict[str, Any]:
+        ref: str | None = schema.get("$ref")
+        if ref is not None:
+            return resolved(definitions[ref.rsplit("/", 1)[1]])
+        return schema
+
+    schemas: dict[str, dict[str, Any]] = {}
+    for field, schema in document["properties"].items():
+        kinds: list[dict[str, Any]] = schema.get("anyOf", [schema])
+        (kind,) = (resolved(k) for k in kinds if k.get("type") != "null")
+        schemas[field] = {**kind, **{k: v for k, v in schema.items() if k not in ("anyOf", "$ref")}}
+    return schemas
 
 
-def _accepted(kind: msgspec.inspect.Type) -> str:
-    """What a variable accepts, in words: `integer from 1 to 20`, `` `a`, `b` ``, `text`."""
-    kind = _unwrap(kind)
-    choices = _choices(kind)
-    if choices:
-        return ", ".join(f"`{choice}`" for choice in choices)
-    if isinstance(kind, msgspec.inspect.BoolType):
-        return "`true`, `false`"
-    if isinstance(kind, msgspec.inspect.IntType | msgspec.inspect.FloatType):
-        noun = "integer" if isinstance(kind, msgspec.inspect.IntType) else "number"
-        low = "" if kind.ge is None else f" from {kind.ge}"
-        high = "" if kind.le is None else f" to {kind.le}"
-        return noun + low + high
+def accepts(field: str) -> str:
+    """What a field's variable accepts, in words, from its JSON schema.
+
+    >>> accepts("city_concurrency")
+    'a whole number from 1 to 1024'
+    >>> accepts("reference_date_param")
+    'one of `auto`, `date`, `datetime`'
+    """
+    schema = _schemas()[field]
+    if "enum" in schema:
+        return "one of " + ", ".join(f"`{choice}`" for choice in schema["enum"])
+    kind = schema.get("type")
+    if kind == "boolean":
+        return "`true` or `false`"
+    if kind in ("integer", "number"):
+        words = "a whole number" if kind == "integer" else "a number"
+        if "minimum" in schema:
+            words += f" from {schema['minimum']}"
+        if "maximum" in schema:
+            words += (
+                f" to {schema['maximum']}" if "minimum" in schema else f" up to {schema['maximum']}"
+            )
+        return words
+    if "pattern" in schema:
+        examples: list[str] = schema.get("examples", [])
+        if examples:
+            return "text like " + " or ".join(f"`{example}`" for example in examples)
+        return f"text matching `{schema['pattern']}`"
     return "text"
 
 
-def _default(value: object) -> str:
-    if value is None:
-        return "(unset)"
-    if isinstance(value, StrEnum):
-        value = value.value
-    return f"`{value}`"
-
-
-def _description(field: str) -> str:
-    """The `description` of the field's `Meta`."""
-    hint = get_type_hints(Settings, include_extras=True)[field]
-    metas = [meta for meta in getattr(hint, "__metadata__", ()) if isinstance(meta, Meta)]
-    return next((meta.description for meta in metas if meta.description), "")
+def _default(schema: Mapping[str, Any]) -> str:
+    value = schema.get("default")
+    return "(unset)" if value is None else f"`{value}`"
 
 
 def settings_table() -> str:
-    """README's configuration table, in Markdown, built from `Settings`.
+    """The table of docs/settings.md, in Markdown, built from `Settings`' JSON schema.
 
     >>> print(settings_table().splitlines()[0])
     | variable | default | accepts | meaning |
     """
     lines = ["| variable | default | accepts | meaning |", "| --- | --- | --- | --- |"]
-    for field in _fields():
+    for field, schema in _schemas().items():
         cells = [
-            f"`{field.encode_name}`",
-            _default(field.default),
-            _accepted(field.type),
-            _description(field.name),
+            f"`{env_name(field)}`",
+            _default(schema),
+            accepts(field),
+            schema.get("description", ""),
         ]
         lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"

@@ -64,10 +64,11 @@ class ThreadConversions:
 class ProcessConversions:
     """Conversions in up to `processes` worker processes, started on first use.
 
-    Example:
-        >>> conversions = ProcessConversions(processes=2)
-        >>> result = await conversions(raw, parquet, City(4, "Mostar", "BA"), day)  # doctest: +SKIP
-        >>> await conversions.close()  # doctest: +SKIP
+    Example (not run: it starts worker processes)::
+
+        conversions = ProcessConversions(processes=2)
+        result = await conversions(raw, parquet, City(4, "Mostar", "BA"), day)
+        await conversions.close()
     """
 
     def __init__(self, processes: int) -> None:

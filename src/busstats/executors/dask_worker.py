@@ -1,7 +1,7 @@
 """The side of the `dask` executor that runs on a Dask worker.
 
 A worker needs busstats installed and, in its environment, only what stays on its machine:
-store credentials (`BUSSTATS_AWS_ACCESS_KEY_ID`/`..._SECRET_ACCESS_KEY` or the usual AWS
+store credentials (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or the usual AWS
 chain), and optionally `BUSSTATS_TEMP_DIR`, `BUSSTATS_MAX_MB_IN_FLIGHT` and
 `BUSSTATS_CITY_CONCURRENCY`. Where to read and write comes with each task from the
 coordinator, so a worker can never write where the coordinator does not commit.
@@ -14,8 +14,6 @@ conversion runs in a thread of the worker.
 from __future__ import annotations
 
 import asyncio
-
-import msgspec
 
 from busstats.core import metrics
 from busstats.core.settings import Settings
@@ -57,9 +55,7 @@ def with_own_machine(coordinator: Settings, own: Settings) -> Settings:
     >>> with_own_machine(Settings(store="s3://bus"), own).aws_access_key_id
     'worker-key'
     """
-    return msgspec.structs.replace(
-        coordinator, **{field: getattr(own, field) for field in MACHINE_SETTINGS}
-    )
+    return coordinator.model_copy(update={field: getattr(own, field) for field in MACHINE_SETTINGS})
 
 
 async def _open_tools(settings: Settings) -> CityTools:
@@ -78,9 +74,8 @@ def for_workers(settings: Settings) -> Settings:
     >>> for_workers(Settings(aws_secret_access_key="s3cret")).aws_secret_access_key is None
     True
     """
-    return msgspec.structs.replace(
-        settings,
-        **{field: getattr(Settings(), field) for field in MACHINE_SETTINGS},
+    return settings.model_copy(
+        update={field: getattr(Settings(), field) for field in MACHINE_SETTINGS}
     )
 
 

@@ -156,9 +156,11 @@ def executor_for(
 ) -> Executor:
     """The executor `settings.executor` names, for this process's open tools.
 
-    >>> settings = Settings(executor="threads")
-    >>> executor = executor_for(settings, client, store, resources)  # doctest: +SKIP
-    >>> outcome = await executor.run_city(task)  # doctest: +SKIP
+    Example (not run: it needs a service's parts)::
+
+        settings = Settings(executor="threads")
+        executor = executor_for(settings, client, store, resources)
+        outcome = await executor.run_city(task)
     """
     if settings.executor == "threads":
         return InProcessExecutor(CityTools(client, store, resources, ThreadConversions()))

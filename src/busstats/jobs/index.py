@@ -16,11 +16,13 @@ job's entries sit side by side in the listing (they share its position), so a re
 the most advanced of them. A process that dies between saving a record and indexing it
 leaves the job's lease behind; recovery, in any process, indexes the job when it ends it.
 
->>> page = await list_jobs(store, JobFilter(status=JobStatus.FAILED), limit=20)
->>> [(job.date, job.status) for job in page.jobs][:1]
-[(datetime.date(2024, 5, 1), <JobStatus.FAILED: 'failed'>)]
->>> page.next_cursor is None  # else pass it back as `after` for the next page
-True
+Example (not run: it needs a store holding jobs)::
+
+    page = await list_jobs(store, JobFilter(status=JobStatus.FAILED), limit=20)
+    [(job.date, job.status) for job in page.jobs][:1]
+    # -> [(datetime.date(2024, 5, 1), <JobStatus.FAILED: 'failed'>)]
+    page.next_cursor is None  # else pass it back as `after` for the next page
+    # -> True
 """
 
 from __future__ import annotations

@@ -21,10 +21,11 @@ def reference_client(
     `spelling` is shared by every client of one process: the date parameter it learns once
     spares later jobs a wasted `400`.
 
-    Example:
-        >>> settings = Settings()
-        >>> spelling = DateSpelling(settings.reference_date_param)
-        >>> client = reference_client(settings, resources.session, spelling)  # doctest: +SKIP
+    Example (not run: it needs a service's parts)::
+
+        settings = Settings()
+        spelling = DateSpelling(settings.reference_date_param)
+        client = reference_client(settings, resources.session, spelling)
     """
     retry = RetryPolicy(
         attempts=settings.reference_attempts,

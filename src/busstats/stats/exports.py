@@ -15,7 +15,9 @@ new commit, so an unchanged ETag means unchanged bytes.
 >>> fmt = negotiate(None, "text/csv;q=0.9, application/vnd.apache.parquet")
 >>> fmt, MEDIA_TYPES[fmt]
 (<Format.PARQUET: 'parquet'>, 'application/vnd.apache.parquet')
->>> body = encode(answer, fmt)  # bytes that pl.read_parquet reads back
+
+`encode(answer, fmt)` then gives the bytes of the answer in that format (for Parquet, bytes
+that `pl.read_parquet` reads back).
 """
 
 from __future__ import annotations

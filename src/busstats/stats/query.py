@@ -62,9 +62,11 @@ async def country_stats(
 ) -> CountryStats:
     """The statistics of every date from `start` to `end`, each as of its latest commit.
 
-    >>> answer = await country_stats(store, dt.date(2024, 5, 1), dt.date(2024, 5, 31))
-    >>> [(row.date, row.country, row.buses_started) for row in answer.stats][:1]
-    [(datetime.date(2024, 5, 1), 'Peru', 10196)]
+    Example (not run: it needs a store holding data)::
+
+        answer = await country_stats(store, dt.date(2024, 5, 1), dt.date(2024, 5, 31))
+        [(row.date, row.country, row.buses_started) for row in answer.stats][:1]
+        # -> [(datetime.date(2024, 5, 1), 'Peru', 10196)]
     """
     return (await read_country_stats(store, start, end, source)).stats
 
@@ -74,9 +76,11 @@ async def read_country_stats(
 ) -> StatsAnswer:
     """`country_stats`, with the commits and uncommitted dates the answer comes from.
 
-    >>> read = await read_country_stats(store, dt.date(2024, 5, 1), dt.date(2024, 5, 2))
-    >>> read.commits
-    {datetime.date(2024, 5, 1): '20eb2c8e98444ad6895a25c6f998287b'}
+    Example (not run: it needs a store holding data)::
+
+        read = await read_country_stats(store, dt.date(2024, 5, 1), dt.date(2024, 5, 2))
+        read.commits
+        # -> {datetime.date(2024, 5, 1): '20eb2c8e98444ad6895a25c6f998287b'}
     """
     for attempt in range(1, READ_ATTEMPTS + 1):
         summaries, read = await _summaries(store, start, end, SUMMARY_COLUMNS[source])

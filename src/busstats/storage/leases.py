@@ -6,10 +6,12 @@ over with `If-Match` on the version last seen, so of two processes racing for it
 wins. Expiry is wall-clock time: processes sharing a store need clocks in step to well within
 a lease's length (NTP does that).
 
->>> leases = Leases(store, owner=process_owner(), seconds=30)
->>> lease = await leases.take(date_lease_key(day), holder=job_id)   # None: someone holds it
->>> lease = await leases.renew(lease)                                # LeaseLost: it was taken
->>> await leases.release(lease)
+Example (not run: it needs a store)::
+
+    leases = Leases(store, owner=process_owner(), seconds=30)
+    lease = await leases.take(date_lease_key(day), holder=job_id)   # None: someone holds it
+    lease = await leases.renew(lease)                                # LeaseLost: it was taken
+    await leases.release(lease)
 """
 
 from __future__ import annotations
