@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import doctest
 import pickle
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +12,6 @@ import pytest
 
 from busstats.core.settings import Settings
 from busstats.executors.conversions import ThreadConversions
-from busstats.ingest import citywork
 from busstats.ingest.citywork import CityOutcome, CityTask, CityTools, run_city
 from busstats.ingest.resources import ProcessResources
 from busstats.model.cities import City
@@ -72,9 +70,3 @@ def test_task_and_outcome_cross_process_boundaries_unchanged() -> None:
     for value in (task, outcome):
         assert pickle.loads(pickle.dumps(value)) == value
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(task), type=CityTask) == task
-
-
-def test_docstring_examples_hold() -> None:
-    result = doctest.testmod(citywork, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0
-    assert result.failed == 0

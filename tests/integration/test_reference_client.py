@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import doctest
 import io
 import logging
 from pathlib import Path
-from types import ModuleType
 
 import aiohttp
 import pytest
 
-from busstats.core import excerpt
 from busstats.core.settings import DateParam, Settings
-from busstats.reference import cities
 from busstats.reference import client as reference
 from busstats.reference.client import DateSpelling, ReferenceClient, RetryPolicy
 from busstats.reference.sim import CITIES, Fault, SimulatorConfig
@@ -63,13 +59,6 @@ async def test_retry_log_lines_name_the_url_city_attempt_and_cause_but_no_passwo
     assert "retrying" in lines[0]
     assert "giving up" in lines[2]
     assert "hunter2" not in caplog.text
-
-
-@pytest.mark.parametrize("module", [reference, cities, excerpt])
-def test_docstring_examples_hold(module: ModuleType) -> None:
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0
-    assert result.failed == 0
 
 
 class CountingFile(io.BytesIO):

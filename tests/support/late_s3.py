@@ -80,7 +80,9 @@ def settings(bucket: str, endpoint: str, reference_url: str, **overrides: object
         "lease_renew_seconds": 0.5,
         "s3_attempts": 1,
     }
-    return s3_settings(bucket, endpoint, **{**base, **overrides})
+    # Unchecked overrides: `lease_renew_seconds=600` makes a process that stops renewing its
+    # leases, which no user may configure (at most half of the lease).
+    return s3_settings(bucket, endpoint, **base).model_copy(update=overrides)
 
 
 async def started(store: S3Store, config: Settings) -> JobRunner:

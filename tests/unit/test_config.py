@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import doctest
 import math
 import pickle
 import re
@@ -301,9 +300,3 @@ def test_the_settings_page_holds_exactly_the_generated_table() -> None:
     variable_row = re.compile(r"\| `[A-Z][A-Z0-9_]*` \|")
     rows = [line for line in readme.splitlines() if variable_row.match(line)]
     assert rows == [line for line in table.splitlines() if variable_row.match(line)]
-
-
-def test_docstring_examples_hold() -> None:
-    outcome = doctest.testmod(busstats.core.settings)
-    assert outcome.attempted > 0
-    assert outcome.failed == 0
