@@ -71,23 +71,29 @@ async def test_an_endless_city_fails_at_the_time_limit_and_frees_its_date(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     async with simulator(faulty(Fault.ENDLESS)) as sim:
+        # a limit of seconds: the other cities (a few rows, 20 ms away) end far within it even
+        # on a loaded machine, the endless one never does
         settings = Settings(
-            store=str(tmp_path), reference_url=sim.url, city_max_seconds=1.5, **QUICK
+            store=str(tmp_path),
+            reference_url=sim.url,
+            city_max_seconds=4,
+            executor="threads",
+            **QUICK,
         )
         async with api_server(settings) as api:
             ids = []
             for _ in range(2):  # the second job for the date waits for the first one
                 async with http.post(f"{api}/process-request", params={"date": "2024-05-01"}) as r:
                     ids.append((await r.json())["job_id"])
-            jobs = [await wait_for_job(http, api, job_id, limit_seconds=20) for job_id in ids]
+            jobs = [await wait_for_job(http, api, job_id, limit_seconds=60) for job_id in ids]
     for job in jobs:
         assert job["status"] == "partial"
         city = next(c for c in job["cities"] if c["city_id"] == BROKEN)
         assert city["status"] == "failed"
-        assert "took longer than 1.5 s, retries included (BUSSTATS_CITY_MAX_SECONDS)" in str(
+        assert "took longer than 4 s, retries included (BUSSTATS_CITY_MAX_SECONDS)" in str(
             city["error"]
         )
-        assert city["duration_seconds"] < 5
+        assert city["duration_seconds"] < 4 + 10  # the limit, and no retry after it
         assert sum(c["status"] == "succeeded" for c in job["cities"]) == len(CITIES) - 1
     keys = await LocalStore(tmp_path).list_keys(date_prefix(RAW, DAY))
     assert BROKEN not in {f.city_id for key in keys if (f := city_file_of(key)) is not None}
