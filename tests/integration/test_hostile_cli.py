@@ -101,9 +101,10 @@ async def test_a_service_dying_mid_answer_exits_4(command: list[str]) -> None:
 
 @pytest.mark.parametrize("url", ["127.0.0.1:8080", "ftp://127.0.0.1:8080"])
 async def test_a_url_without_http_is_a_usage_error_not_a_traceback(url: str) -> None:
-    """`--url 127.0.0.1:8080` (the scheme forgotten) raises aiohttp's NonHttpUrlClientError,
-    which Client._call does not catch (it catches InvalidURL, ClientConnectionError and
-    TimeoutError): a traceback and exit 1, "a job failed". "http://" alone exits 4."""
+    """`--url 127.0.0.1:8080` (the scheme forgotten) once reached the aiohttp client, which
+    raised an error nothing caught: a traceback and exit 1, "a job failed". It is refused with
+    the arguments now (exit 2); a URL the client cannot send to (a port that is not a number)
+    exits 4."""
     run = await busstats("jobs", "--url", url, limit_seconds=30)
     assert "Traceback" not in run.err, run
     assert run.code in (2, 4), run
