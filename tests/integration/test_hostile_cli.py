@@ -101,9 +101,61 @@ async def test_a_service_dying_mid_answer_exits_4(command: list[str]) -> None:
 
 @pytest.mark.parametrize("url", ["127.0.0.1:8080", "ftp://127.0.0.1:8080"])
 async def test_a_url_without_http_is_a_usage_error_not_a_traceback(url: str) -> None:
-    """`--url 127.0.0.1:8080` (the scheme forgotten) raises aiohttp's NonHttpUrlClientError,
-    which Client._call does not catch (it catches InvalidURL, ClientConnectionError and
-    TimeoutError): a traceback and exit 1, "a job failed". "http://" alone exits 4."""
+    """`--url 127.0.0.1:8080` (the scheme forgotten) once reached the aiohttp client, which
+    raised an error nothing caught: a traceback and exit 1, "a job failed". It is refused with
+    the arguments now (exit 2); a URL the client cannot send to (a port that is not a number)
+    exits 4."""
     run = await busstats("jobs", "--url", url, limit_seconds=30)
     assert "Traceback" not in run.err, run
     assert run.code in (2, 4), run
+
+
+@contextlib.asynccontextmanager
+async def one_answer_per_connection() -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A service that answers one request per connection, pages of `GET /jobs` with a `next`,
+    then closes the connection without having said `Connection: close` (as a keep-alive
+    connection is let go while idle); the request lines it received."""
+    seen: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        seen.append(request.split(b"\r\n")[0])
+        body = (
+            b'{"jobs": [], "next": "/jobs?cursor=2"}'
+            if len(seen) == 1
+            else b'{"jobs": [], "next": null}'
+        )
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        writer.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    sock = free_socket()
+    server = await asyncio.start_server(answer, sock=sock)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", seen
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_kept_connection_the_service_closed_is_replaced_for_the_next_get() -> None:
+    async with one_answer_per_connection() as (url, seen):
+        run = await busstats("jobs", url=url, limit_seconds=30)
+    assert run.code == 0, run
+    assert seen[0] == b"GET /jobs?limit=50 HTTP/1.1"
+    assert seen[1:] == [b"GET /jobs?cursor=2 HTTP/1.1"]  # on a new connection, once
+
+
+async def moved(request: web.Request) -> web.Response:
+    """A proxy in front of the service that moved it from /old to /."""
+    if request.path.startswith("/old/"):
+        raise web.HTTPTemporaryRedirect(request.rel_url.path[4:] + f"?{request.query_string}")
+    return web.json_response({"jobs": [], "next": None, "query": request.query_string})
+
+
+async def test_a_redirect_is_followed_with_its_query() -> None:
+    async with fake_service(moved) as url:
+        run = await busstats("jobs", "--date", "2024-05-01", url=f"{url}/old", limit_seconds=30)
+    assert run.code == 0, run
+    assert run.out.splitlines() == ["created_at  date  status  job_id"]

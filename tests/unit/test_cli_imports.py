@@ -1,6 +1,7 @@
 """The client commands are an edge: `import busstats.cli`, `busstats --help`, `busstats stats
---help` and the client commands' own modules load none of the server's libraries nor its
-layers, so that they start in a fraction of a second (benchmarks/cli_start.py).
+--help`, the client commands' own modules and a client command run to its end load none of the
+server's libraries nor its layers, nor aiohttp and asyncio (the client is `http.client`,
+blocking), so that they start in a fraction of a second (benchmarks/cli_start.py).
 
 A fresh interpreter is the point here (what is in `sys.modules` of this one says nothing), so
 this unit test runs one short `python -c`."""
@@ -32,6 +33,8 @@ SERVER_MODULES = [
     "busstats.executors",
     "busstats.orchestration",
     "busstats.api",
+    "aiohttp",  # the service's and the simulator's HTTP; the client's is http.client
+    "asyncio",  # the client commands block, one call after another
 ]
 """Top-level libraries and busstats packages only the service commands may load."""
 
@@ -54,6 +57,13 @@ for argv in (["--help"], ["--version"], ["stats", "--help"], ["ingest", "--help"
     check("busstats " + " ".join(argv))
 import busstats.cli.commands
 check("import busstats.cli.commands")
+# client commands to their end, without a socket: a port that is not a number is refused
+# (exit 4, "not an http(s) URL") once every module of the request's path is loaded
+for argv in (["jobs"], ["ingest", "2024-05-01", "--to", "2024-05-02", "--wait"]):
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        code = main([*argv, "--url", "http://127.0.0.1:no-port"])
+    assert (code, "not an http(s) URL" in err.getvalue()) == (4, True), (code, err.getvalue())
+    check("busstats " + " ".join(argv))
 print(json.dumps(found))
 """
 
@@ -68,5 +78,5 @@ def test_the_client_side_of_the_cli_loads_nothing_of_the_server() -> None:
     )
     assert done.returncode == 0, done.stderr
     found: dict[str, list[str]] = json.loads(done.stdout)
-    assert len(found) == 7, found
+    assert len(found) == 9, found
     assert all(not loaded for loaded in found.values()), found

@@ -5,19 +5,27 @@ sentence), `UnexpectedAnswer` when what answers is not the API (an HTML page, JS
 shape, another format than asked for) and `Unreachable` when no complete answer comes at all,
 so a command maps each to its own exit code. Answers are decoded with the very types the
 service encodes them with (`busstats.model`), which need only msgspec and the standard library.
+
+The HTTP client is the standard library's `http.client`, blocking, one call at a time: a
+client command makes a handful of requests one after the other, and aiohttp (with asyncio)
+took most of a command's start, about 0.3 s of 0.45 (benchmarks/README.md, "CLI cold start").
+Ctrl-C is a plain `KeyboardInterrupt` wherever a call waits.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+import http.client
+import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import BinaryIO, Self, TypeVar
+from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
 
-import aiohttp
 import msgspec
 
+from busstats import __version__
 from busstats.cli.conventions import JOBS_PAGE_LIMIT
 from busstats.model.backfills import BackfillAccepted, BackfillRecord
 from busstats.model.jobs import JobList, JobRecord, JobSummary
@@ -30,6 +38,15 @@ STATS_MEDIA_TYPES = {
     "arrow": "application/vnd.apache.arrow.stream",
 }
 """The media type the service answers `GET /country-stats` with, by `format`."""
+
+MAX_REDIRECTS = 10
+"""Redirects followed for one call (a proxy in front of the service may send some)."""
+REDIRECTS = (301, 302, 303, 307, 308)
+UPLOAD_CHUNK = 64 * 1024
+"""Bytes of the uploaded file read and sent at a time: memory does not follow its size."""
+PATH_SAFE = "/%:@!$&'()*+,;=~"
+"""What stays as it is in a request's path: `/`, escapes already made, RFC 3986's other
+path characters; anything else (a space, a non-ASCII letter) is percent-encoded."""
 
 
 class ServiceError(Exception):
@@ -75,119 +92,245 @@ class StatsAnswer(msgspec.Struct, kw_only=True):
     incomplete_dates: int
 
 
-class Client:
-    """A session with one busstats service.
+Origin = tuple[str, str, int]
+"""Scheme, host and port: what one connection is kept open to."""
 
-    >>> async def first_job(url: str) -> str:  # doctest: +SKIP
-    ...     async with Client(url) as client:
-    ...         accepted = await client.submit("2024-05-01")
-    ...         return (await client.job(accepted.job_id)).status
+
+class _Answer(msgspec.Struct):
+    status: int
+    reason: str
+    headers: dict[str, str]
+    """Names in lower case."""
+    body: bytes
+
+
+class Client:
+    """A session with one busstats service: a connection kept open from one call to the next
+    (and one per other origin a redirect leads to), closed at the end.
+
+    `connect_timeout` bounds connecting (and the TLS handshake of https); `read_timeout` every
+    wait for the service after that, each read and each write of the socket, as aiohttp's
+    `sock_connect` and `sock_read` did.
+
+    >>> def first_job(url: str) -> str:  # doctest: +SKIP
+    ...     with Client(url) as client:
+    ...         accepted = client.submit("2024-05-01")
+    ...         return client.job(accepted.job_id).status
     """
 
     def __init__(self, url: str, connect_timeout: float = 10, read_timeout: float = 300) -> None:
         self.url = url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=read_timeout
-        )
-        self._session: aiohttp.ClientSession | None = None
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._connections: dict[Origin, http.client.HTTPConnection] = {}
 
-    async def __aenter__(self) -> Self:
-        self._session = aiohttp.ClientSession(timeout=self._timeout)
+    def __enter__(self) -> Self:
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         kind: type[BaseException] | None,
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
 
-    async def _call(
+    def _call(
         self,
         method: str,
         path: str,
         params: dict[str, str] | None = None,
-        data: Any = None,
+        data: BinaryIO | None = None,
         expect: tuple[int, ...] = (200,),
     ) -> tuple[bytes, dict[str, str]]:
-        """The body and headers of a successful answer; raises for anything else."""
-        assert self._session is not None, "use Client in `async with`"
-        try:
-            async with self._session.request(
-                method, f"{self.url}{path}", params=params, data=data
-            ) as response:
-                body = await response.read()
-                headers = {key.lower(): value for key, value in response.headers.items()}
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-            raise Unreachable(f"{self.url}: {exc or type(exc).__name__}") from None
-        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
-            raise Unreachable(f"not an http(s) URL: {exc}") from None
-        except aiohttp.ClientError as exc:  # not HTTP as aiohttp reads it
-            raise UnexpectedAnswer(f"{method} {path}: {exc or type(exc).__name__}") from None
-        if response.status not in expect:
-            raise ServiceError(response.status, _error_message(body, response.reason))
-        return body, headers
+        """The body and headers (names in lower case) of a successful answer; raises for
+        anything else. `path` may carry a query (a page's `next`); `params` are added to it;
+        `data`, an open file, is sent in chunks."""
+        url = f"{self.url}{path}"
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params)
+        for _ in range(MAX_REDIRECTS + 1):
+            answer = self._exchange(method, url, path, data)
+            location = answer.headers.get("location")
+            if answer.status not in REDIRECTS or location is None:
+                break
+            # as aiohttp did: 303 (and 301/302 after a POST) becomes a GET without a body
+            if answer.status == 303 or (answer.status in (301, 302) and method == "POST"):
+                method, data = "GET", None
+            url = urljoin(url, location)
+        else:
+            raise UnexpectedAnswer(f"{method} {path}: more than {MAX_REDIRECTS} redirects")
+        if answer.status not in expect:
+            raise ServiceError(answer.status, _error_message(answer.body, answer.reason))
+        return answer.body, answer.headers
 
-    async def submit(self, day: str) -> JobAccepted:
+    def _exchange(self, method: str, url: str, path: str, data: BinaryIO | None) -> _Answer:
+        """One request and its whole answer. Only a GET is sent again, once, when a connection
+        kept from an earlier call turns out closed by the service (as an idle one may be);
+        other methods always go on a connection of their own, so none is sent twice."""
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or out of range
+            raise Unreachable(f"not an http(s) URL: {url.split('?')[0]}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise Unreachable(f"not an http(s) URL: {url.split('?')[0]}")
+        default_port = 443 if parts.scheme == "https" else 80
+        origin: Origin = (parts.scheme, parts.hostname, port or default_port)
+        target = quote(parts.path or "/", safe=PATH_SAFE)
+        if parts.query:
+            target += f"?{parts.query}"
+        headers = {"Accept": "*/*", "User-Agent": f"busstats/{__version__}"}
+        if parts.username is not None:  # http://user:password@host, as aiohttp sent it
+            headers["Authorization"] = _basic_auth(parts.username, parts.password or "")
+        if data is not None:
+            headers["Content-Type"] = _media_type(data)
+        for _ in range(2):
+            connection, reused = self._connection(origin, url)
+            if reused and method != "GET":
+                connection.close()  # a connection of its own for what must not be sent twice
+                connection, reused = self._connection(origin, url)
+            try:
+                return self._send(connection, f"{method} {path}", target, headers, data)
+            except _Stale as stale:
+                connection.close()
+                if not reused:
+                    raise Unreachable(f"{self.url}: {stale}") from None
+        raise AssertionError("the second attempt is on a new connection: never _Stale")
+
+    def _connection(self, origin: Origin, url: str) -> tuple[http.client.HTTPConnection, bool]:
+        """The connection to `origin`, connected, and whether an earlier call used it."""
+        connection = self._connections.get(origin)
+        if connection is not None and connection.sock is not None:
+            return connection, True
+        scheme, host, port = origin
+        failed = f"{self.url}: Cannot connect to host {host}:{port}"
+        kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        try:  # for https, the TLS context is made only now
+            connection = kind(host, port, timeout=self.connect_timeout, blocksize=UPLOAD_CHUNK)
+            connection.connect()  # DNS, TCP and TLS, each step within connect_timeout
+        except (http.client.InvalidURL, UnicodeError):  # a host http.client cannot send
+            raise Unreachable(f"not an http(s) URL: {url.split('?')[0]}") from None
+        except TimeoutError:
+            raise Unreachable(f"{failed} [timed out after {self.connect_timeout:g} s]") from None
+        except OSError as exc:  # refused, unknown host, no route, TLS refused
+            raise Unreachable(f"{failed} [{_reason(exc)}]") from None
+        assert connection.sock is not None
+        connection.sock.settimeout(self.read_timeout)  # from now on, each read and write
+        self._connections[origin] = connection
+        return connection, False
+
+    def _send(
+        self,
+        connection: http.client.HTTPConnection,
+        what: str,
+        target: str,
+        headers: dict[str, str],
+        data: BinaryIO | None,
+    ) -> _Answer:
+        """The answer to `what` (`METHOD /path`); `_Stale` when the service closed the
+        connection before a byte of answer."""
+        method = what.split()[0]
+        sent: OSError | None = None  # sending failed: the service may have answered already
+        try:
+            if data is None:
+                connection.request(method, target, headers=headers)
+            else:
+                data.seek(0)  # a redirect sends the file again, from its start
+                size = os.fstat(data.fileno()).st_size
+                connection.request(
+                    method, target, body=data, headers={**headers, "Content-Length": str(size)}
+                )
+        except http.client.InvalidURL as exc:  # a `next` or `Location` with control characters
+            raise UnexpectedAnswer(f"{what}: cannot ask for {target!r}: {exc}") from None
+        except TimeoutError:
+            raise self._timed_out() from None
+        except OSError as exc:
+            sent = exc
+        try:
+            response = connection.getresponse()
+            body = response.read()
+        except http.client.RemoteDisconnected:  # closed with no answer at all
+            raise _Stale(_reason(sent) if sent else "Server disconnected") from None
+        except http.client.IncompleteRead as exc:
+            raise Unreachable(
+                f"{self.url}: the answer was cut short ({_incomplete(exc)})"
+            ) from None
+        except http.client.HTTPException as exc:  # not HTTP as http.client reads it
+            raise UnexpectedAnswer(f"{what}: not an HTTP answer: {exc!r}") from None
+        except TimeoutError:
+            raise self._timed_out() from None
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            raise _Stale(_reason(sent or exc)) from None
+        except OSError as exc:
+            raise Unreachable(f"{self.url}: {_reason(sent or exc)}") from None
+        headers_read = {name.lower(): value for name, value in response.getheaders()}
+        return _Answer(response.status, response.reason, headers_read, body)
+
+    def _timed_out(self) -> Unreachable:
+        return Unreachable(f"{self.url}: no answer for {self.read_timeout:g} s (timed out)")
+
+    def submit(self, day: str) -> JobAccepted:
         """Queue the ingest of one date (`POST /process-request`)."""
-        body, _ = await self._call("POST", "/process-request", {"date": day}, expect=(202,))
+        body, _ = self._call("POST", "/process-request", {"date": day}, expect=(202,))
         return decode_answer(body, JobAccepted, "POST /process-request")
 
-    async def start_backfill(self, first: str, last: str) -> BackfillAccepted:
+    def start_backfill(self, first: str, last: str) -> BackfillAccepted:
         """Queue the ingest of every date from `first` to `last` as one backfill
         (`POST /process-request?from=&to=`); the service creates the jobs a few at a time."""
         params = {"from": first, "to": last}
-        body, _ = await self._call("POST", "/process-request", params, expect=(202,))
+        body, _ = self._call("POST", "/process-request", params, expect=(202,))
         return decode_answer(body, BackfillAccepted, "POST /process-request")
 
-    async def backfill(self, backfill_id: str) -> BackfillRecord:
+    def backfill(self, backfill_id: str) -> BackfillRecord:
         """The backfill's record now (`GET /backfills/{id}`)."""
-        body, _ = await self._call("GET", f"/backfills/{backfill_id}")
-        return decode_answer(body, BackfillRecord, f"GET /backfills/{backfill_id}")
+        path = f"/backfills/{_segment(backfill_id)}"
+        body, _ = self._call("GET", path)
+        return decode_answer(body, BackfillRecord, f"GET {path}")
 
-    async def cancel(self, some_id: str) -> BackfillRecord | JobRecord:
+    def cancel(self, some_id: str) -> BackfillRecord | JobRecord:
         """Cancel the backfill with this id (`DELETE /backfills/{id}`), else the job with this
         id (`DELETE /jobs/{id}`), as both ids look alike; the record the service answered."""
-        path = f"/backfills/{some_id}"
+        path = f"/backfills/{_segment(some_id)}"
         try:
-            body, _ = await self._call("DELETE", path, expect=(200, 202))
+            body, _ = self._call("DELETE", path, expect=(200, 202))
         except ServiceError as exc:
             if exc.status != 404:
                 raise
         else:
             return decode_answer(body, BackfillRecord, f"DELETE {path}")
-        path = f"/jobs/{some_id}"
-        body, _ = await self._call("DELETE", path, expect=(200, 202))
+        path = f"/jobs/{_segment(some_id)}"
+        body, _ = self._call("DELETE", path, expect=(200, 202))
         return decode_answer(body, JobRecord, f"DELETE {path}")
 
-    async def job(self, job_id: str) -> JobRecord:
+    def job(self, job_id: str) -> JobRecord:
         """The job's record now (`GET /jobs/{id}`)."""
-        body, _ = await self._call("GET", f"/jobs/{job_id}")
-        return decode_answer(body, JobRecord, f"GET /jobs/{job_id}")
+        path = f"/jobs/{_segment(job_id)}"
+        body, _ = self._call("GET", path)
+        return decode_answer(body, JobRecord, f"GET {path}")
 
-    async def jobs(
+    def jobs(
         self, filters: dict[str, str], limit: int, page_size: int = JOBS_PAGE_LIMIT
-    ) -> AsyncIterator[JobSummary]:
+    ) -> Iterator[JobSummary]:
         """Up to `limit` jobs, newest first, following `next` across pages of `page_size`."""
         params: dict[str, str] | None = {**filters, "limit": str(min(limit, page_size))}
         path = "/jobs"
         left = limit
         while left > 0:
-            body, _ = await self._call("GET", path, params)
+            body, _ = self._call("GET", path, params)
             page = decode_answer(body, JobList, "GET /jobs")
-            for listing in page.jobs[:left]:
-                yield listing
+            yield from page.jobs[:left]
             left -= len(page.jobs)
             if page.next is None:
                 return
             path, params = page.next, None  # `next` carries the filters and the cursor
 
-    async def country_stats(self, start: str, end: str, fmt: str) -> StatsAnswer:
+    def country_stats(self, start: str, end: str, fmt: str) -> StatsAnswer:
         """`GET /country-stats` in `fmt` (json, csv, parquet or arrow), bytes as sent."""
         params = {"from": start, "to": end, "format": fmt}
-        body, headers = await self._call("GET", "/country-stats", params)
+        body, headers = self._call("GET", "/country-stats", params)
         content_type = headers.get("content-type", "")
         if content_type.split(";")[0].strip() != STATS_MEDIA_TYPES.get(fmt):
             raise UnexpectedAnswer(
@@ -199,15 +342,59 @@ class Client:
             incomplete = 0
         return StatsAnswer(body=body, content_type=content_type, incomplete_dates=incomplete)
 
-    async def upload(self, day: str, city_id: str, file: Path, params: dict[str, str]) -> bytes:
-        """`PUT /raw/{date}/{city_id}` with the file's bytes streamed as the body; the job
-        record the service answers (JSON, as sent, checked to be a job record)."""
-        with file.open("rb") as stream:  # aiohttp sends an open file in chunks
-            body, _ = await self._call(
-                "PUT", f"/raw/{day}/{city_id}", params or None, data=stream, expect=(201,)
-            )
-        decode_answer(body, JobRecord, f"PUT /raw/{day}/{city_id}")
+    def upload(self, day: str, city_id: str, file: Path, params: dict[str, str]) -> bytes:
+        """`PUT /raw/{date}/{city_id}` with the file's bytes streamed as the body (its size as
+        `Content-Length`, `UPLOAD_CHUNK` bytes read at a time); the job record the service
+        answers (JSON, as sent, checked to be a job record)."""
+        path = f"/raw/{_segment(day)}/{_segment(city_id)}"
+        with file.open("rb") as stream:
+            body, _ = self._call("PUT", path, params or None, data=stream, expect=(201,))
+        decode_answer(body, JobRecord, f"PUT {path}")
         return body
+
+
+class _Stale(Exception):
+    """The service closed the connection without a byte of answer (an idle keep-alive
+    connection it let go, if the connection served an earlier call)."""
+
+
+def _segment(text: str) -> str:
+    """`text` as one path segment: a `/`, `?` or space in an id stays part of it.
+
+    >>> _segment("2024-05-01"), _segment("a/b c")
+    ('2024-05-01', 'a%2Fb%20c')
+    """
+    return quote(text, safe="")
+
+
+def _basic_auth(user: str, password: str) -> str:
+    import base64  # only for a URL with credentials
+
+    pair = f"{unquote(user)}:{unquote(password)}".encode("latin-1", "replace")
+    return f"Basic {base64.b64encode(pair).decode()}"
+
+
+def _media_type(data: BinaryIO) -> str:
+    """The uploaded file's type from its name, as aiohttp sent it (the service ignores it)."""
+    import mimetypes  # only for an upload
+
+    return mimetypes.guess_type(data.name)[0] or "application/octet-stream"
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong in words: an OSError's text without its number.
+
+    >>> _reason(ConnectionRefusedError(111, "Connection refused"))
+    'Connection refused'
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _incomplete(exc: http.client.IncompleteRead) -> str:
+    got = f"{len(exc.partial)} bytes"
+    return f"{got}, {exc.expected} more expected" if exc.expected is not None else got
 
 
 def _error_message(body: bytes, reason: str | None) -> str:
@@ -218,43 +405,47 @@ def _error_message(body: bytes, reason: str | None) -> str:
         return text[:300] or (reason or "no reason given")
 
 
-async def wait_for(
+def _poll(client: Client, job_ids: list[str], views: dict[str, JobRecord]) -> None:
+    """Ask again for every job of `job_ids` not yet seen finished, one after the other."""
+    for job_id in job_ids:
+        if not (job_id in views and views[job_id].finished):
+            view = client.job(job_id)
+            views[view.job_id] = view
+
+
+def wait_for(
     client: Client, job_ids: list[str], interval: float = 0.5
-) -> AsyncIterator[list[JobRecord]]:
+) -> Iterator[list[JobRecord]]:
     """Every job's record, polled each `interval` seconds until all have finished; yields the
     list after each round (the last one has every job finished)."""
     views: dict[str, JobRecord] = {}
     while True:
-        pending = [job_id for job_id in job_ids if not (job_id in views and views[job_id].finished)]
-        for view in await asyncio.gather(*(client.job(job_id) for job_id in pending)):
-            views[view.job_id] = view
+        _poll(client, job_ids, views)
         yield [views[job_id] for job_id in job_ids]
         if all(view.finished for view in views.values()):
             return
-        await asyncio.sleep(interval)
+        time.sleep(interval)
 
 
-async def follow_backfill(
+def follow_backfill(
     client: Client, backfill_id: str, interval: float = 0.5
-) -> AsyncIterator[tuple[BackfillRecord, list[JobRecord]]]:
+) -> Iterator[tuple[BackfillRecord, list[JobRecord]]]:
     """The backfill's record and the records of the jobs it has created, polled each
     `interval` seconds until the backfill and every one of its jobs have ended. A job that has
     ended is not asked for again.
 
-    >>> async def statuses(client: Client, backfill_id: str) -> list[str]:  # doctest: +SKIP
-    ...     async for backfill, jobs in follow_backfill(client, backfill_id):
+    >>> def statuses(client: Client, backfill_id: str) -> list[str]:  # doctest: +SKIP
+    ...     for backfill, jobs in follow_backfill(client, backfill_id):
     ...         pass
     ...     return [job.status for job in jobs]
     """
     views: dict[str, JobRecord] = {}
     while True:
-        backfill = await client.backfill(backfill_id)
+        backfill = client.backfill(backfill_id)
         job_ids = [job.job_id for job in backfill.jobs]
-        pending = [job_id for job_id in job_ids if not (job_id in views and views[job_id].finished)]
-        for view in await asyncio.gather(*(client.job(job_id) for job_id in pending)):
-            views[view.job_id] = view
+        _poll(client, job_ids, views)
         jobs = [views[job_id] for job_id in job_ids]
         yield backfill, jobs
         if backfill.finished and all(job.finished for job in jobs):
             return
-        await asyncio.sleep(interval)
+        time.sleep(interval)

@@ -1,13 +1,16 @@
 """The client commands `ingest`, `cancel`, `stats`, `jobs` and `upload`: each talks to a
-running service over HTTP and returns the exit code a script can rely on (see `EXIT_CODES`)."""
+running service over HTTP and returns the exit code a script can rely on (see `EXIT_CODES`).
+
+They run in the main thread, one blocking call after another (`busstats.cli.client`), so
+Ctrl-C is a `KeyboardInterrupt` wherever a command waits: it stops following and exits 130
+(`INTERRUPTED`); the service goes on with what it was asked."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +56,15 @@ class UsageError(Exception):
     """Arguments that argparse accepts but that make no sense together."""
 
 
-def run(command: Callable[[Client, argparse.Namespace], Awaitable[int]], args: Any) -> int:
+Command = Callable[[Client, argparse.Namespace], int]
+"""A client command: its arguments in, its exit code out."""
+
+
+def run(command: Command, args: Any) -> int:
     """Run a client command against `args.url`; service errors become exit codes."""
-
-    async def main() -> int:
-        async with Client(args.url) as client:
-            return await command(client, args)
-
     try:
-        return asyncio.run(main())
+        with Client(args.url) as client:
+            return command(client, args)
     except UsageError as exc:
         print(f"busstats: error: {exc}", file=sys.stderr)
         return USAGE
@@ -91,12 +94,12 @@ def _check_range(start: str, end: str) -> None:
         raise UsageError(f"{count} days asked; at most {MAX_INGEST_DAYS} at once")
 
 
-async def ingest(client: Client, args: argparse.Namespace) -> int:
+def ingest(client: Client, args: argparse.Namespace) -> int:
     """One date: one job. A range (`--to`): one backfill, which creates a job per date on
     the service, a few at a time."""
     if args.to is not None:
-        return await _ingest_range(client, args)
-    accepted = await client.submit(args.date)
+        return _ingest_range(client, args)
+    accepted = client.submit(args.date)
     if not args.wait:
         print(f"{accepted.date} {accepted.job_id} {accepted.status}")
         return OK
@@ -104,28 +107,28 @@ async def ingest(client: Client, args: argparse.Namespace) -> int:
     views: list[JobRecord] = []
     if console.is_terminal:
         with LiveProgress(console) as progress:
-            async for views in wait_for(client, [accepted.job_id], args.interval):
+            for views in wait_for(client, [accepted.job_id], args.interval):
                 progress.update(views)
         for view in views:
             print(job_line(view))
     else:
         plain = PlainProgress(sys.stdout)
-        async for views in wait_for(client, [accepted.job_id], args.interval):
+        for views in wait_for(client, [accepted.job_id], args.interval):
             plain.update(views)
     return OK if all(view.status == "succeeded" for view in views) else JOB_NOT_SUCCEEDED
 
 
-async def _ingest_range(client: Client, args: argparse.Namespace) -> int:
+def _ingest_range(client: Client, args: argparse.Namespace) -> int:
     _check_range(args.date, args.to)
-    backfill = await client.start_backfill(args.date, args.to)
+    backfill = client.start_backfill(args.date, args.to)
     if not args.wait:
         print(backfill_line(backfill))
         for job in backfill.jobs:
             print(f"{job.date} {job.job_id} {job.status}")
         return OK
     try:
-        return await _follow(client, backfill, args.interval)
-    except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels the command
+        return _follow(client, backfill, args.interval)
+    except KeyboardInterrupt:  # Ctrl-C: say how to stop what goes on, then exit 130
         print(
             f"busstats: stopped following; backfill {backfill.backfill_id} goes on running on"
             f" the service. To stop it: busstats cancel {backfill.backfill_id} --url {args.url}",
@@ -134,30 +137,30 @@ async def _ingest_range(client: Client, args: argparse.Namespace) -> int:
         raise
 
 
-async def _follow(client: Client, started: BackfillAccepted, interval: float) -> int:
+def _follow(client: Client, started: BackfillAccepted, interval: float) -> int:
     """Follow the backfill and each of its jobs until all have ended; 0 if all succeeded."""
     console = Console()
     backfill: BackfillAccepted | BackfillRecord = started
     jobs: list[JobRecord] = []
     if console.is_terminal:
         with LiveProgress(console) as progress:
-            async for backfill, jobs in follow_backfill(client, started.backfill_id, interval):
+            for backfill, jobs in follow_backfill(client, started.backfill_id, interval):
                 progress.update(jobs, backfill)
         for view in jobs:
             print(job_line(view))
         print(backfill_line(backfill))
     else:
         plain = PlainProgress(sys.stdout)
-        async for backfill, jobs in follow_backfill(client, started.backfill_id, interval):
+        for backfill, jobs in follow_backfill(client, started.backfill_id, interval):
             plain.update(jobs)
             plain.backfill(backfill)
     succeeded = backfill.status == "succeeded" and all(job.status == "succeeded" for job in jobs)
     return OK if succeeded else JOB_NOT_SUCCEEDED
 
 
-async def cancel(client: Client, args: argparse.Namespace) -> int:
+def cancel(client: Client, args: argparse.Namespace) -> int:
     """Cancel a backfill or a job by its id."""
-    answer = await client.cancel(args.id)
+    answer = client.cancel(args.id)
     if isinstance(answer, BackfillRecord):
         what, why = "backfill", answer.reason or ""
     else:
@@ -180,12 +183,12 @@ STATS_COLUMNS = [
 ]
 
 
-async def stats(client: Client, args: argparse.Namespace) -> int:
+def stats(client: Client, args: argparse.Namespace) -> int:
     binary = args.format == "parquet"
     if binary and args.output is None and sys.stdout.isatty():
         raise UsageError("parquet is binary: give --output FILE or redirect stdout")
     fmt = "json" if args.format == "table" else args.format
-    answer = await client.country_stats(args.start, args.end, fmt)
+    answer = client.country_stats(args.start, args.end, fmt)
     if args.format != "table":
         if answer.incomplete_dates and args.format != "json":
             print(
@@ -241,7 +244,7 @@ def _write(body: bytes, output: str | None) -> None:
 JOB_COLUMNS = [Column("created_at"), Column("date"), Column("status"), Column("job_id")]
 
 
-async def jobs(client: Client, args: argparse.Namespace) -> int:
+def jobs(client: Client, args: argparse.Namespace) -> int:
     filters = {
         name: value
         for name, value in [("date", args.date), ("status", args.status)]
@@ -249,7 +252,7 @@ async def jobs(client: Client, args: argparse.Namespace) -> int:
     }
     rows = [
         [timestamp(listing.created_at), str(listing.date), listing.status, listing.job_id]
-        async for listing in client.jobs(filters, args.limit, args.page_size)
+        for listing in client.jobs(filters, args.limit, args.page_size)
     ]
     print_table(Console(), JOB_COLUMNS, rows)
     return OK
@@ -262,20 +265,20 @@ def _existing_file(name: str) -> Path:
     return path
 
 
-async def upload(client: Client, args: argparse.Namespace) -> int:
+def upload(client: Client, args: argparse.Namespace) -> int:
     file = _existing_file(args.file)
     params = {
         name: value
         for name, value in [("city_name", args.city_name), ("country", args.country)]
         if value is not None
     }
-    body = await client.upload(args.date, args.city_id, file, params)  # a job record, checked
+    body = client.upload(args.date, args.city_id, file, params)  # a job record, checked
     status = decode_answer(body, JobRecord, "PUT /raw").status
     print(msgspec.json.format(body, indent=2).decode())
     return OK if status == "succeeded" else JOB_NOT_SUCCEEDED
 
 
-COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
+COMMANDS: dict[str, Command] = {
     "ingest": ingest,
     "cancel": cancel,
     "stats": stats,

@@ -17,7 +17,7 @@ from busstats.cli.conventions import (
 )
 
 # Parsing and `--help` load only the standard library and this package's light modules: the
-# client commands (busstats.cli.commands: aiohttp, rich, the wire types) and the service's
+# client commands (busstats.cli.commands: http.client, rich, the wire types) and the service's
 # commands (busstats.cli.server: the API, the simulator, settings) are imported once a command
 # is chosen, each only what it runs.
 
