@@ -1,5 +1,5 @@
 """The `busstats` command for the CLI tests, run in this process: `busstats.cli.main.main` in
-a thread of its own (it runs its own event loop, beside the test's), with stdout and stderr
+a thread of its own (its HTTP calls block; the test's event loop goes on), with stdout and stderr
 captured (not a terminal, as when piped). Tests where a real process is the point (Ctrl-C, a
 terminal, `python -m busstats.cli`) start one themselves."""
 

@@ -112,10 +112,12 @@ class Client:
     wait for the service after that, each read and each write of the socket, as aiohttp's
     `sock_connect` and `sock_read` did.
 
-    >>> def first_job(url: str) -> str:  # doctest: +SKIP
-    ...     with Client(url) as client:
-    ...         accepted = client.submit("2024-05-01")
-    ...         return client.job(accepted.job_id).status
+    Example (not run: it needs a running service)::
+
+        def first_job(url: str) -> str:
+            with Client(url) as client:
+                accepted = client.submit("2024-05-01")
+                return client.job(accepted.job_id).status
     """
 
     def __init__(self, url: str, connect_timeout: float = 10, read_timeout: float = 300) -> None:
@@ -434,10 +436,12 @@ def follow_backfill(
     `interval` seconds until the backfill and every one of its jobs have ended. A job that has
     ended is not asked for again.
 
-    >>> def statuses(client: Client, backfill_id: str) -> list[str]:  # doctest: +SKIP
-    ...     for backfill, jobs in follow_backfill(client, backfill_id):
-    ...         pass
-    ...     return [job.status for job in jobs]
+    Example (not run: it needs a running service)::
+
+        def statuses(client: Client, backfill_id: str) -> list[str]:
+            for backfill, jobs in follow_backfill(client, backfill_id):
+                pass
+            return [job.status for job in jobs]
     """
     views: dict[str, JobRecord] = {}
     while True:
