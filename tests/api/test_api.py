@@ -113,10 +113,11 @@ async def test_bad_queries_are_400_with_a_reason(
         ("..%2F..%2Fraw", ["no route"]),  # never reaches a store key
     ],
 )
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
 async def test_unknown_jobs_are_404(
-    api: str, http: aiohttp.ClientSession, job_id: str, words: list[str]
+    api: str, http: aiohttp.ClientSession, method: str, job_id: str, words: list[str]
 ) -> None:
-    async with http.get(f"{api}/jobs/{job_id}") as response:
+    async with http.request(method, f"{api}/jobs/{job_id}") as response:
         await expect_error(response, 404, *words)
 
 

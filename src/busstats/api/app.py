@@ -19,13 +19,14 @@ from busstats.api.openapi import openapi_document
 from busstats.api.params import BadRequest
 from busstats.api.routes import ROUTES
 from busstats.core import metrics
+from busstats.core.errors import NotFound
 from busstats.core.settings import Settings
 from busstats.model.jobs import JobRecord, Trigger
 from busstats.model.payloads import JobAccepted
 from busstats.orchestration.backfills import Backfills
 from busstats.orchestration.runner import JobRunner
 from busstats.orchestration.schedule import Scheduler
-from busstats.storage import Store, StoreError, open_store
+from busstats.storage import PreconditionFailed, Store, StoreError, open_store
 
 __all__ = ["GRACEFUL_SHUTDOWN_SECONDS", "JobAccepted", "create_app"]
 
@@ -81,7 +82,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         exception_handlers={
             BadRequest: errors.on_bad_request,
             HTTPException: errors.on_http_error,
+            NotFound: errors.on_not_found,
             StoreError: errors.on_store_error,
+            PreconditionFailed: errors.on_lost_race,
             Exception: errors.on_internal_error,
         },
         lifespan=lifespan,

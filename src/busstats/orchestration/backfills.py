@@ -35,6 +35,7 @@ import msgspec
 import stamina
 
 from busstats.core.clock import now
+from busstats.core.errors import NotFound
 from busstats.core.settings import Settings
 from busstats.model.backfills import (
     BackfillJob,
@@ -43,7 +44,7 @@ from busstats.model.backfills import (
 )
 from busstats.model.jobs import JobRecord, JobStatus, valid_job_id
 from busstats.orchestration.runner import INTERRUPTED, CannotCancel, JobRunner
-from busstats.storage import ObjectNotFound, PreconditionFailed, Store, StoreError
+from busstats.storage import ObjectNotFound, PreconditionFailed, Store, StoreError, store_down
 from busstats.storage.keys import backfill_key, backfill_lease_key
 from busstats.storage.leases import Lease, LeaseLost
 
@@ -136,13 +137,13 @@ class Backfills:
         it ends `cancelled`. Returns its record (still `running` if its jobs took longer
         than a few seconds to stop).
 
-        Raises KeyError for no such backfill, BackfillEnded for one that has ended, and
+        Raises NotFound for no such backfill, BackfillEnded for one that has ended, and
         CannotCancel for one another process runs."""
         running = self._running.get(backfill_id)
         if running is None:
             found = await self._load(backfill_id)
             if found is None:
-                raise KeyError(backfill_id)
+                raise NotFound(f"no backfill with id {backfill_id!r}")
             record = found[0]
             if record.finished:
                 raise BackfillEnded(f"backfill {backfill_id} has ended ({record.status.value})")
@@ -156,7 +157,7 @@ class Backfills:
             raise BackfillEnded(f"backfill {backfill_id} has ended ({running.record.status.value})")
         self._stop(running, BackfillStatus.CANCELLED)
         for job in list(running.record.jobs):
-            with contextlib.suppress(CannotCancel, KeyError):
+            with contextlib.suppress(CannotCancel, NotFound):
                 await self._runner.cancel(job.job_id)
         if running.task is not None:
             await asyncio.wait({running.task}, timeout=CANCEL_WAIT_SECONDS)
@@ -181,12 +182,12 @@ class Backfills:
                 follower = asyncio.create_task(self._follow(running, job))
                 running.followers.add(follower)
                 if _cancelled(running):  # while the job was being created
-                    with contextlib.suppress(CannotCancel, KeyError):
+                    with contextlib.suppress(CannotCancel, NotFound):
                         await self._runner.cancel(job.job_id)
                 if len(record.jobs) >= min(len(days), self._settings.max_running_jobs):
                     running.created.set()
                 await self._save_progress(running)
-        except StoreError as exc:
+        except (StoreError, PreconditionFailed) as exc:
             failure = f"the store failed while creating jobs: {exc}"
         except Exception:
             log.exception("backfill %s failed unexpectedly", record.backfill_id)
@@ -269,9 +270,7 @@ class Backfills:
         recorded = False
         try:
             async for attempt in stamina.retry_context(
-                on=lambda exc: (
-                    isinstance(exc, StoreError) and not isinstance(exc, PreconditionFailed)
-                ),
+                on=store_down,
                 attempts=None,
                 timeout=timeout,
                 wait_initial=0.2,

@@ -21,6 +21,7 @@ from typing import Any
 from busstats.commit.dates import drop_placeholder, fence_date, read_summary, sweep_date
 from busstats.core import metrics
 from busstats.core.clock import now
+from busstats.core.errors import NotFound
 from busstats.core.settings import Settings
 from busstats.executors.select import executor_for
 from busstats.ingest.citywork import Executor
@@ -120,7 +121,7 @@ class JobRunner:
         try:
             await self._store.remove_leftovers()
             await self.recover()
-        except StoreError as exc:
+        except (StoreError, PreconditionFailed) as exc:  # a fence that kept losing its race
             log.error("could not look for jobs an earlier process left unfinished: %s", exc)
         self._keeper = asyncio.create_task(self._keep_leases(), name="lease keeper")
 
@@ -191,7 +192,7 @@ class JobRunner:
         without data, as before). Returns the ended record.
 
         Raises CannotCancel for a job that has ended, has committed (its data counts), or
-        that another process runs, and KeyError for no such job."""
+        that another process runs, and NotFound for no such job."""
         running = self._running.get(job_id)
         if running is not None and running.committed and not running.job.finished:
             raise CannotCancel(f"job {job_id} {COMMITTED}")
@@ -203,7 +204,7 @@ class JobRunner:
                 return ended
         job = await self.jobs.load(job_id)  # ended here just now, elsewhere, or not at all
         if job is None:
-            raise KeyError(job_id)
+            raise NotFound(f"no job with id {job_id!r}")
         if job.finished:
             raise CannotCancel(f"job {job_id} has ended ({job.status.value}); nothing to cancel")
         lease = await self.leases.read(job_lease_key(job_id))
@@ -262,7 +263,7 @@ class JobRunner:
         except (LeaseLost, RecordTakenOver) as exc:
             running.date_lease = None  # not ours any more: neither sweep nor release it
             job.fail(f"stopped: another process took this job over ({exc})")
-        except StoreError as exc:
+        except (StoreError, PreconditionFailed) as exc:
             job.fail(f"the store failed: {exc}")
         except Exception:
             log.exception("job %s failed unexpectedly", job.job_id)
@@ -491,7 +492,7 @@ class JobRunner:
     async def _quietly(self, action: Awaitable[object], what: str) -> None:
         try:
             await action
-        except StoreError as exc:
+        except (StoreError, PreconditionFailed) as exc:  # recovery's fence may lose its races
             log.error("could not %s: %s", what, exc)
 
     async def close(self) -> None:
