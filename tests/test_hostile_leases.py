@@ -9,7 +9,7 @@ import re
 
 from busstats.jobs.records import JobStore
 from busstats.model.jobs import JobStatus
-from busstats.orchestration.runner import JobRunner
+from busstats.orchestration.service import Service
 from busstats.reference.sim import SimulatorConfig
 from busstats.storage.keys import date_lease_key, job_lease_key
 from busstats.storage.leases import Leases
@@ -64,10 +64,10 @@ async def test_one_slow_renewal_does_not_cost_the_other_jobs_of_the_process_thei
         direct = await open_s3_store(moto.url, bucket)
         store_a = await open_s3_store(proxy.url, bucket, attempts=1)
         a = await started(store_a, settings(bucket, proxy.url, sim.url))
-        b = JobRunner(direct, settings(bucket, moto.url, sim.url))
+        b = Service(direct, settings(bucket, moto.url, sim.url))
         try:
-            first = await a.submit(DAY)
-            second = await a.submit(OTHER_DAY)
+            first = await a.runner.submit(DAY)
+            second = await a.runner.submit(OTHER_DAY)
             # The next renewal of the first job's lease is slow.
             proxy.hold("PUT", rf"/{job_lease_key(first.job_id)}$", header="If-Match")
             async with asyncio.timeout(10):

@@ -5,6 +5,9 @@ The body is streamed to a temporary file under a size cap (after gzip decoding),
 and validated before any job exists: a bad file changes nothing. Only then does a job of
 `source: upload` take the date's lease, upload both files under its own keys and commit a
 summary that keeps every other city's row as it was (`busstats.commit.upload_rows`).
+
+`Uploads` is what the API's handler calls: `receive` does all of it, given a function that
+writes the request's body into a file.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from busstats.commit.dates import (
 )
 from busstats.core import metrics
 from busstats.core.clock import now
+from busstats.core.settings import Settings
 from busstats.ingest.citywork import (
     CityTask,
     ConversionLost,
@@ -44,8 +48,9 @@ from busstats.ingest.resources import ProcessResources
 from busstats.jobs.logs import log_city_finished, log_job_started
 from busstats.jobs.recorder import JobRecorder
 from busstats.model.cities import MAX_CITY_ID, City
-from busstats.model.jobs import CityStatus, JobRecord, JobStatus
+from busstats.model.jobs import CityReport, CityStatus, JobRecord, JobSource, JobStatus
 from busstats.model.summaries import StoredCity
+from busstats.orchestration.runner import ConfirmLease, JobRunner
 from busstats.reference.client import Download, ReferenceClient, UpstreamError
 from busstats.storage import PreconditionFailed, Store, StoreError, store_down
 
@@ -260,7 +265,7 @@ class ConvertedUpload:
     def handed_over(self) -> ConvertedUpload:
         """The same upload with its files renamed away from the paths the request's
         `temp_files()` removes when the request ends (cancelled at shutdown, say): the job
-        owns them from here (`JobRunner.run_upload`), and removes them once it has ended."""
+        owns them from here (`Uploads.receive`), and removes them once it has ended."""
         raw_path = self.raw_path.with_name(f"{self.raw_path.stem}-job{self.raw_path.suffix}")
         parquet_path = self.parquet_path.with_name(
             f"{self.parquet_path.stem}-job{self.parquet_path.suffix}"
@@ -276,7 +281,7 @@ class ConvertedUpload:
 
 
 class UploadJob:
-    """The job of one upload, run by `JobRunner.run_upload` while it holds the date's lease
+    """The job of one upload, run by `JobRunner.run_to_end` while it holds the date's lease
     (`confirm_lease` renews it and raises if it was lost): store both files under the job's
     keys, commit the city into the date's summary, sweep, record the end."""
 
@@ -285,7 +290,7 @@ class UploadJob:
         recorder: JobRecorder,
         store: Store,
         upload: ConvertedUpload,
-        confirm_lease: Callable[[], Awaitable[None]],
+        confirm_lease: ConfirmLease,
     ) -> None:
         self.job: JobRecord = recorder.job
         self._recorder = recorder
@@ -358,4 +363,81 @@ class UploadJob:
                 job.date, previous, stored, job.job_id, self._upload.others
             ),
             self._confirm_lease,
+        )
+
+
+WriteBody = Callable[[BinaryIO, int], Awaitable[Download]]
+"""Writes an upload's body into the open file, at most the given number of bytes once
+decoded, and returns its size and hash; raises UploadRefused for a body it refuses."""
+
+
+class Uploads:
+    """Uploads of one process: received and converted before any job exists, then run as a
+    one-city job through `JobRunner` (see the module's docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        resources: ProcessResources,
+        client: ReferenceClient,
+        conversions: Conversions,
+        runner: JobRunner,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._resources = resources
+        self._client = client
+        self._conversions = conversions
+        self._runner = runner
+
+    async def receive(
+        self,
+        day: dt.date,
+        city_id: int,
+        city_name: str | None,
+        country: str | None,
+        write_body: WriteBody,
+    ) -> JobRecord:
+        """Identify the city, receive the body with `write_body` into a temporary file
+        (capped at `BUSSTATS_CITY_MAX_MB`), convert it, then run its job; returns the job
+        once it has ended (`JobRunner.run_to_end`). UploadRefused before any job exists."""
+        city, others = await identify_city(
+            self._store, self._client, day, city_id, city_name, country
+        )
+        with self._resources.temp_files() as (raw_path, parquet_path):
+            with raw_path.open("wb") as raw_file:
+                raw = await write_body(raw_file, self._settings.city_max_bytes)
+            result = await convert_upload(
+                self._resources,
+                self._conversions,
+                self._store.part_size,
+                city,
+                day,
+                raw_path,
+                parquet_path,
+                raw,
+            )
+            upload = ConvertedUpload(city, raw_path, parquet_path, raw, result, others)
+            # the job owns the files from here, whatever becomes of this request
+            return await self._run(day, upload.handed_over())
+
+    async def _run(self, day: dt.date, upload: ConvertedUpload) -> JobRecord:
+        job = JobRecord.new(day, JobSource.UPLOAD)
+        result = upload.result
+        job.cities = [
+            CityReport(
+                city_id=upload.city.id,
+                city_name=upload.city.name,
+                country=upload.city.country,
+                raw_bytes=upload.raw.size,
+                rows=result.rows,
+                invalid_rows=result.invalid_rows,
+                invalid_examples=result.invalid_examples,
+            )
+        ]
+        return await self._runner.run_to_end(
+            job,
+            lambda recorder, confirm: UploadJob(recorder, self._store, upload, confirm),
+            upload.discard,
         )
