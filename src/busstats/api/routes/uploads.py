@@ -1,5 +1,5 @@
-"""`PUT /raw/{date}/{city_id}`: the HTTP side of an upload (its job is
-`busstats.orchestration.uploads`)."""
+"""`PUT /raw/{date}/{city_id}`: the HTTP side of an upload (its path and body are read by
+`busstats.api.uploads`, its job is `busstats.orchestration.uploads`)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from busstats.api import state
 from busstats.api.operations import Answer, RequestBody, operation
 from busstats.api.params import Day, Query
 from busstats.api.responses import error_response, json_response
+from busstats.api.uploads import city_id_of, day_of, receive_body
 from busstats.model.cities import CityId
 from busstats.model.jobs import JobRecord
 from busstats.model.payloads import ErrorBody
-from busstats.orchestration.uploads import UploadRefused, city_id_of, day_of, receive_body
+from busstats.orchestration.uploads import UploadRefused
 from busstats.reference.client import Download
 
 
