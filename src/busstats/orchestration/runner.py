@@ -4,10 +4,10 @@ processes.
 Each job holds a lease (`jobs/running/<id>`) from submission to its recorded end, and while
 it runs, the lease of its date; the process's `LeaseKeeper` renews both every few seconds. A
 job whose lease expired was left behind by a process that died: any process ends it
-(`recover`, run by the keeper at start-up and periodically), never a job whose process is
-alive. What a job does is handed in (`JobWork`): an ingest (`busstats.orchestration.
-ingest_job`) or an upload (`busstats.orchestration.uploads`); the runner knows neither the
-reference server nor the executor.
+(`busstats.orchestration.recovery`, run by the keeper at start-up and periodically), never
+a job whose process is alive. What a job does is handed in (`JobWork`): an ingest
+(`busstats.orchestration.ingest_job`) or an upload (`busstats.orchestration.uploads`); the
+runner knows neither the reference server nor the executor.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from busstats.commit.dates import drop_placeholder, fence_date, read_summary, sweep_date
+from busstats.commit.dates import drop_placeholder, sweep_date
 from busstats.core import metrics
 from busstats.core.errors import NotFound
 from busstats.core.settings import Settings
@@ -36,7 +36,6 @@ from busstats.storage.leases import LeaseLost
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the service stopped before the job finished"
-LEFT_BEHIND = "interrupted: the process running this job stopped renewing its lease (it died)"
 PROGRESS_SAVE_SECONDS = 1.0
 SHUTDOWN_SAVE_SECONDS = 4.0
 ANSWER_SECONDS = 5.0
@@ -110,8 +109,7 @@ class RunningJob:
 class JobRunner:
     """Starts jobs as tasks; jobs for the same date run one after the other, across processes.
 
-    `ingest` makes the work of the jobs `submit` starts; the keeper renews their leases and
-    runs `recover` (the owner registers it: `keeper.add_recovery("jobs", runner.recover)`)."""
+    `ingest` makes the work of the jobs `submit` starts; the keeper renews their leases."""
 
     def __init__(
         self, store: Store, settings: Settings, keeper: LeaseKeeper, ingest: WorkFactory
@@ -372,49 +370,6 @@ class JobRunner:
         if running.date_lease is not None:
             self._keeper.let_go(running.date_lease)
             running.date_lease = None
-
-    async def recover(self) -> None:
-        """End the jobs whose lease expired: their process died before recording their end.
-        Jobs of live processes (this one or others) are left alone."""
-        await self._keeper.recover_expired(job_lease_key(""), self._recover_one)
-
-    async def _recover_one(self, job_id: str) -> bool:
-        day = await self._end_left_behind(job_id)
-        # the date is busy: that job sweeps it when it ends
-        return day is None or await self._sweep_if_free(day, job_id)
-
-    async def _end_left_behind(self, job_id: str) -> dt.date | None:
-        for _ in range(3):
-            found = await self.jobs.load_versioned(job_id)
-            if found is None:
-                return None
-            job, etag = found
-            if job.finished:
-                await self.jobs.index(job)  # its process may have died before indexing it
-                return job.date
-            summary, _ = await read_summary(self._store, job.date)
-            if job_id in summary["commit_id"]:
-                job.commit_id = job_id
-                job.fail(f"{LEFT_BEHIND}, after it committed the date: its data counts")
-            else:
-                job.fail(LEFT_BEHIND)
-            try:
-                await self.jobs.replace(job, etag)
-            except PreconditionFailed:
-                continue
-            await self.jobs.index(job)
-            log.warning("job %s was left unfinished by a process that stopped", job_id)
-            return job.date
-        return None
-
-    async def _sweep_if_free(self, day: dt.date, holder: str) -> bool:
-        """Sweep a committed date a dead job wrote to, unless a live job holds it (that job
-        sweeps when it ends). A date with no commit keeps the dead job's files: they show
-        the date as incomplete until it is ingested again, which sweeps them."""
-        async with self._keeper.briefly(date_lease_key(day), holder) as taken:
-            if taken and await fence_date(self._store, day, f"recovery of {holder}"):
-                await sweep_date(self._store, day)
-        return taken
 
     async def _quietly(self, action: Awaitable[object], what: str) -> None:
         try:

@@ -2,9 +2,9 @@
 the one place that wires the orchestration's parts together.
 
 `Service` owns the shared resources (city slots, memory budget, HTTP connections, temporary
-folder), the reference client, the executor, the lease keeper, the job runner, the
-backfills, the schedule and the uploads. Each part is handed only what it uses; none
-reaches through another for a third.
+folder), the reference client, the executor, the lease keeper (and the recoveries it runs),
+the job runner, the backfills, the schedule and the uploads. Each part is handed only what
+it uses; none reaches through another for a third.
 
 >>> service = Service(store, settings)
 >>> await service.open()          # resources, recovery, lease keeping, the schedule
@@ -26,6 +26,7 @@ from busstats.model.jobs import JobRecord, Trigger
 from busstats.orchestration.backfills import Backfills
 from busstats.orchestration.ingest_job import Ingest
 from busstats.orchestration.leases import LeaseKeeper
+from busstats.orchestration.recovery import JobRecovery
 from busstats.orchestration.runner import ConfirmLease, JobRunner
 from busstats.orchestration.schedule import Scheduler
 from busstats.orchestration.uploads import Uploads
@@ -56,7 +57,7 @@ class Service:
         self.runner = JobRunner(store, settings, self.keeper, self._ingest)
         self.backfills = Backfills(store, settings, self.keeper, self.runner)
         self.scheduler = Scheduler(store, settings, self._submit_scheduled, self._job_exists)
-        self.keeper.add_recovery("jobs", self.runner.recover)
+        self.keeper.add_recovery("jobs", JobRecovery(store, self.keeper).recover)
         self.keeper.add_recovery("backfills", self.backfills.recover)
         self._date_spelling = DateSpelling(settings.reference_date_param)
         """Learned once for the process: later jobs send no wasted `400`s."""
