@@ -8,12 +8,12 @@ leases their turn), and tells a lease's owner through its `on_lost` callback whe
 process took it. Owners renew a lease themselves too (`confirm`) just before a step that
 needs it, such as a commit; a loss found that way is raised to them instead.
 
-Recovery: each kind of work registers how to end one of its records left behind
-(`add_recovery`); the keeper runs every kind once at `start()` and again every lease length,
-and does the part they share (`recover_expired`): find the leases under the kind's prefix
-that expired (their process stopped renewing them: it died), take each over (so a holder that
-is still alive can neither renew it nor write its record), end the record, give the lease
-back. Leases this process holds are never touched.
+Recovery: each kind of work registers how to end its records left behind (`add_recovery`);
+the keeper runs every kind once at `start()` and again every lease length, and does the part
+they share (`recover_expired`): find the leases under the kind's prefix that expired (their
+process stopped renewing them: it died), take each over (so a holder that is still alive
+can neither renew it nor write its record), end the record, give the lease back. Leases this
+process holds are never touched.
 
 >>> keeper = LeaseKeeper(store, settings)
 >>> held = await keeper.take(job_lease_key(job_id), job_id, on_lost=lambda exc: stop())
@@ -38,6 +38,7 @@ from busstats.storage.leases import Lease, LeaseLost, Leases, process_owner
 log = logging.getLogger(__name__)
 
 OnLost = Callable[[LeaseLost], None]
+Recovery = Callable[[], Awaitable[None]]
 EndLeftBehind = Callable[[str], Awaitable[bool]]
 """Ends the record of one holder whose lease expired; True once the lease may be given back
 (False leaves it taken, to expire again: the next round looks again)."""
@@ -70,7 +71,7 @@ class LeaseKeeper:
         self._settings = settings
         self._leases = Leases(store, process_owner(), settings.lease_seconds)
         self._held: dict[str, HeldLease] = {}
-        self._recoveries: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._recoveries: list[tuple[str, Recovery, Recovery]] = []
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -78,23 +79,23 @@ class LeaseKeeper:
         """The name of this process in the leases it holds."""
         return self._leases.owner
 
-    def add_recovery(self, what: str, recover: Callable[[], Awaitable[None]]) -> None:
-        """Run `recover` at `start()` and every lease length after; `what` names the kind
-        of work in log lines ("jobs", "backfills")."""
-        self._recoveries.append((what, recover))
+    def add_recovery(self, what: str, recover: Recovery, at_start: Recovery | None = None) -> None:
+        """Run `recover` every lease length, and `at_start` (else `recover`) at `start()`;
+        `what` names the kind of work in log lines ("jobs", "backfills")."""
+        self._recoveries.append((what, recover, at_start or recover))
 
     async def start(self) -> None:
         """End what dead processes left, then start renewing this process's leases."""
-        for what, recover in self._recoveries:
+        for what, _, at_start in self._recoveries:
             try:
-                await recover()
+                await at_start()
             except (StoreError, PreconditionFailed) as exc:
                 log.error("could not look for %s an earlier process left unfinished: %s", what, exc)
         self._task = asyncio.create_task(self._keep(), name="lease keeper")
 
     async def recover(self) -> None:
         """One round of every kind's recovery, now; a failure is raised."""
-        for _, recover in self._recoveries:
+        for _, recover, _ in self._recoveries:
             await recover()
 
     async def close(self) -> None:
@@ -178,7 +179,7 @@ class LeaseKeeper:
             await asyncio.gather(*(self._renew(held) for held in list(self._held.values())))
             if time.monotonic() - last_recovery >= self._settings.lease_seconds:
                 last_recovery = time.monotonic()
-                for what, recover in self._recoveries:
+                for what, recover, _ in self._recoveries:
                     try:
                         await recover()
                     except (StoreError, PreconditionFailed) as exc:  # a fence lost its races

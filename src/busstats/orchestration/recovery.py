@@ -32,6 +32,13 @@ class JobRecovery:
         self._keeper = keeper
         self._jobs = JobStore(store)
 
+    async def at_start(self) -> None:
+        """Remove what writers that died mid-write left in the store (temporary files,
+        unfinished uploads), then `recover`; a failure of the first skips the second, which
+        would fail the same way."""
+        await self._store.remove_leftovers()
+        await self.recover()
+
     async def recover(self) -> None:
         """End the jobs whose lease expired: their process died before recording their end.
         Jobs of live processes (this one or others) are left alone."""

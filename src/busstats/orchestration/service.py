@@ -15,7 +15,6 @@ it uses; none reaches through another for a third.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 
 from busstats.core.settings import Settings
 from busstats.executors.select import executor_for
@@ -32,9 +31,7 @@ from busstats.orchestration.schedule import Scheduler
 from busstats.orchestration.uploads import Uploads
 from busstats.reference.client import DateSpelling, ReferenceClient
 from busstats.reference.settings_client import reference_client
-from busstats.storage import Store, StoreError
-
-log = logging.getLogger(__name__)
+from busstats.storage import Store
 
 
 class _Opened:
@@ -57,7 +54,8 @@ class Service:
         self.runner = JobRunner(store, settings, self.keeper, self._ingest)
         self.backfills = Backfills(store, settings, self.keeper, self.runner)
         self.scheduler = Scheduler(store, settings, self._submit_scheduled, self._job_exists)
-        self.keeper.add_recovery("jobs", JobRecovery(store, self.keeper).recover)
+        recovery = JobRecovery(store, self.keeper)
+        self.keeper.add_recovery("jobs", recovery.recover, at_start=recovery.at_start)
         self.keeper.add_recovery("backfills", self.backfills.recover)
         self._date_spelling = DateSpelling(settings.reference_date_param)
         """Learned once for the process: later jobs send no wasted `400`s."""
@@ -74,10 +72,6 @@ class Service:
             self.store, self.settings, self.resources, client, executor.conversions, self.runner
         )
         self._opened = _Opened(client, executor, uploads)
-        try:
-            await self.store.remove_leftovers()
-        except StoreError as exc:
-            log.error("could not remove what writers that died left: %s", exc)
         await self.keeper.start()
         await self.scheduler.start()
 
