@@ -102,6 +102,7 @@ class RunningJob:
         self.abort(f"stopped: another process took this job over ({exc})")
 
     def lost_date(self, exc: LeaseLost) -> None:
+        """The keeper found the job's date lease taken: never sweep nor release it."""
         self.date_lease = None
         self.lost(exc)
 

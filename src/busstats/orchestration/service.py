@@ -116,14 +116,19 @@ class Service:
         return await self.runner.find(job_id) is not None
 
     async def close(self) -> None:
-        """Stop the schedule and the backfills (no new jobs), stop the running jobs (each
-        records itself interrupted), stop renewing leases, close the executor and the
+        """Stop the schedule and the backfills (no new jobs), stop renewing leases, stop the
+        running jobs (each records itself interrupted), close the executor and the
         resources, and wait (a few seconds at most) for the backfills to record their end.
-        The store is the caller's to close."""
+        The store is the caller's to close.
+
+        The keeper stops first, as the job runner's own keeper did: a renewal hanging on a
+        store that is down must not hold up the release of a lease as the jobs end (a
+        release waits for the renewal in flight), and every lease was renewed within
+        `BUSSTATS_LEASE_RENEW_SECONDS`, long before it expires."""
         await self.scheduler.close()
         self.backfills.stop_all()
-        await self.runner.close()
         await self.keeper.close()
+        await self.runner.close()
         if self._opened is not None:
             await self._opened.executor.close()
         await self.resources.close()
