@@ -323,19 +323,25 @@ class Uploads:
             return await self._run(day, upload.handed_over())
 
     async def _run(self, day: dt.date, upload: ConvertedUpload) -> JobRecord:
-        job = JobRecord.new(day, JobSource.UPLOAD)
-        result = upload.result
-        job.cities = [
-            CityReport(
-                city_id=upload.city.id,
-                city_name=upload.city.name,
-                country=upload.city.country,
-                raw_bytes=upload.raw.size,
-                rows=result.rows,
-                invalid_rows=result.invalid_rows,
-                invalid_examples=result.invalid_examples,
-            )
-        ]
+        """Run the upload's job; it owns `upload`'s files, and removes them once it has ended
+        (here if it never starts)."""
+        try:
+            job = JobRecord.new(day, JobSource.UPLOAD)
+            result = upload.result
+            job.cities = [
+                CityReport(
+                    city_id=upload.city.id,
+                    city_name=upload.city.name,
+                    country=upload.city.country,
+                    raw_bytes=upload.raw.size,
+                    rows=result.rows,
+                    invalid_rows=result.invalid_rows,
+                    invalid_examples=result.invalid_examples,
+                )
+            ]
+        except BaseException:
+            upload.discard()
+            raise
         return await self._runner.run_to_end(
             job,
             lambda recorder, confirm: UploadJob(recorder, self._store, upload, confirm),
