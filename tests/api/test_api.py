@@ -119,8 +119,11 @@ async def test_bad_queries_are_400_with_a_reason(
         ("..%2F..%2Fraw", ["no route"]),  # never reaches a store key
     ],
 )
-async def test_unknown_jobs_are_404(api: httpx.AsyncClient, job_id: str, words: list[str]) -> None:
-    expect_error(await api.get(f"/jobs/{job_id}"), 404, *words)
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_unknown_jobs_are_404(
+    api: httpx.AsyncClient, method: str, job_id: str, words: list[str]
+) -> None:
+    expect_error(await api.request(method, f"/jobs/{job_id}"), 404, *words)
 
 
 async def test_unknown_routes_and_methods_are_json_errors(api: httpx.AsyncClient) -> None:

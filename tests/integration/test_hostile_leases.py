@@ -6,13 +6,20 @@ import asyncio
 import contextlib
 import datetime as dt
 import re
+from pathlib import Path
 
+import msgspec
+
+from busstats.core.clock import now
+from busstats.core.settings import Settings
 from busstats.jobs.records import JobStore
 from busstats.model.jobs import JobStatus
-from busstats.orchestration.runner import JobRunner
+from busstats.orchestration.leases import LeaseKeeper
+from busstats.orchestration.service import Service
 from busstats.reference.sim import SimulatorConfig
+from busstats.storage import LocalStore
 from busstats.storage.keys import date_lease_key, job_lease_key
-from busstats.storage.leases import Leases
+from busstats.storage.leases import LeaseBody, Leases
 from harness.servers import MotoEndpoint, open_s3_store, simulator
 from tests.support.late_s3 import late_requests, settings, started, until_expired
 
@@ -64,10 +71,10 @@ async def test_one_slow_renewal_does_not_cost_the_other_jobs_of_the_process_thei
         direct = await open_s3_store(moto.url, bucket)
         store_a = await open_s3_store(proxy.url, bucket, attempts=1)
         a = await started(store_a, settings(bucket, proxy.url, sim.url))
-        b = JobRunner(direct, settings(bucket, moto.url, sim.url))
+        b = Service(direct, settings(bucket, moto.url, sim.url))
         try:
-            first = await a.submit(DAY)
-            second = await a.submit(OTHER_DAY)
+            first = await a.runner.submit(DAY)
+            second = await a.runner.submit(OTHER_DAY)
             # The next renewal of the first job's lease is slow.
             proxy.hold("PUT", rf"/{job_lease_key(first.job_id)}$", header="If-Match")
             async with asyncio.timeout(10):
@@ -89,3 +96,53 @@ async def test_one_slow_renewal_does_not_cost_the_other_jobs_of_the_process_thei
             await a.close()
             await store_a.close()
             await direct.close()
+
+
+async def test_the_one_keeper_renews_tells_the_owner_of_a_lost_lease_and_recovers_on_a_timer(
+    tmp_path: Path,
+) -> None:
+    """The process's one `LeaseKeeper`, as jobs and backfills share it: every lease it holds
+    is renewed on its timer, an owner whose lease another process took is told (and the
+    keeper stops renewing it), and every kind's recovery runs at start and again a lease
+    length later."""
+    store = LocalStore(tmp_path / "store")
+    keeper = LeaseKeeper(store, Settings(lease_seconds=2.0, lease_renew_seconds=0.2))
+    recoveries: list[str] = []
+    recovered_again = asyncio.Event()
+
+    async def recover() -> None:
+        recoveries.append("jobs")
+        if len(recoveries) == 2:
+            recovered_again.set()
+
+    keeper.add_recovery("jobs", recover)
+    lost = asyncio.Event()
+    kept = await keeper.take(job_lease_key("kept"), "kept")
+    taken = await keeper.take(job_lease_key("taken"), "taken", on_lost=lambda _: lost.set())
+    assert kept is not None
+    assert taken is not None
+    first_expiry = kept.lease.body.expires_at
+    await keeper.start()
+    try:
+        assert recoveries == ["jobs"]
+        other = Leases(store, "another process", seconds=60.0)
+        current = await other.read(taken.key)
+        assert current is not None
+        # another process took it over (as it would have after an expiry)
+        await store.put_bytes(
+            taken.key,
+            msgspec.json.encode(LeaseBody("taken", "another process", now() + dt.timedelta(60))),
+            if_match=current.etag,
+        )
+        async with asyncio.timeout(10):
+            await lost.wait()
+            await recovered_again.wait()  # a lease length after the first, renewals between
+        assert kept.lease.body.expires_at > first_expiry
+        after = await other.read(taken.key)
+        assert after is not None
+        assert after.body.owner == "another process", "the keeper renewed a lease it lost"
+        stored = await other.read(kept.key)
+        assert stored is not None
+        assert stored.body.owner == keeper.owner
+    finally:
+        await keeper.close()

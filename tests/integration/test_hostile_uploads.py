@@ -168,7 +168,7 @@ async def test_an_upload_whose_commit_landed_is_not_reported_as_nothing_committe
     then fails, and after COMMIT_SECONDS UploadJob.run ends the job `failed` "nothing was
     committed; the date's previous data stands" and the PUT answers 503 "not committed",
     while the date's summary counts the upload (commit_id is the job's id). The job and the
-    answer must say what the store holds: recovery (`JobRunner._end_left_behind`) already
+    answer must say what the store holds: recovery (`JobRecovery._end_left_behind`) already
     checks the summary for the job's id; the commit's failure path does not."""
     monkeypatch.setattr(uploads, "COMMIT_SECONDS", 3.0)  # the same with the 30 s default
     cut = False

@@ -9,8 +9,8 @@ process's recovery does; C (test 2) is a new job for the date, also behind a hol
 
 A's keeper runs every 600 s, i.e. not during the test: the held request is then the first of
 A's to learn that its lease is gone. In production that is what happens whenever the commit's
-own lease renewal is the slow request: the keeper waits on the same per-job lock
-(runner.py `_renew`), so it cannot notice first.
+own lease renewal is the slow request: the keeper waits on the same per-lease lock
+(orchestration/leases.py `HeldLease.lock`), so it cannot notice first.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import msgspec
 from busstats.commit.dates import read_summary
 from busstats.jobs.records import JobStore
 from busstats.model.jobs import JobStatus
-from busstats.orchestration.runner import JobRunner
+from busstats.orchestration.service import Service
 from busstats.reference.sim import SimulatorConfig
 from busstats.storage import S3Store
 from busstats.storage.keys import PARQUET, RAW, date_lease_key, date_prefix, job_lease_key
@@ -34,8 +34,8 @@ DAY = dt.date(2024, 5, 1)
 SIM = SimulatorConfig(rows=(20, 40), max_latency=0.05)
 
 
-async def job_task(runner: JobRunner, job_id: str) -> asyncio.Task[None]:
-    task = runner._running[job_id].task  # pyright: ignore[reportPrivateUsage]
+async def job_task(service: Service, job_id: str) -> asyncio.Task[None]:
+    task = service.runner._running[job_id].task  # pyright: ignore[reportPrivateUsage]
     assert task is not None
     return task
 
@@ -61,15 +61,15 @@ async def test_a_commit_that_lands_after_recovery_swept_the_date_names_no_delete
         direct = await open_s3_store(moto.url, bucket)
         store_a = await open_s3_store(proxy_a.url, bucket, attempts=1)
         a = await started(store_a, settings(bucket, proxy_a.url, sim.url, lease_renew_seconds=600))
-        b = JobRunner(direct, settings(bucket, moto.url, sim.url))
+        b = Service(direct, settings(bucket, moto.url, sim.url))
         try:
             # A first, ordinary ingest: the date has a commit.
-            first = await a.submit(DAY)
+            first = await a.runner.submit(DAY)
             async with asyncio.timeout(30):
                 await (await job_task(a, first.job_id))
             # A re-ingests; its commit (the summary PUT) is late.
             proxy_a.hold("PUT", rf"/summary/{DAY}\.parquet$")
-            job = await a.submit(DAY)
+            job = await a.runner.submit(DAY)
             zombie = await job_task(a, job.job_id)
             async with asyncio.timeout(30):
                 await proxy_a.held.wait()
@@ -108,15 +108,15 @@ async def test_a_zombie_that_learns_it_lost_its_date_does_not_sweep_the_new_owne
         store_a = await open_s3_store(proxy_a.url, bucket, attempts=1)
         store_c = await open_s3_store(proxy_c.url, bucket, attempts=1)
         a = await started(store_a, settings(bucket, proxy_a.url, sim.url, lease_renew_seconds=600))
-        b = JobRunner(direct, settings(bucket, moto.url, sim.url))
+        b = Service(direct, settings(bucket, moto.url, sim.url))
         c = await started(store_c, settings(bucket, proxy_c.url, sim.url))
         try:
-            first = await a.submit(DAY)
+            first = await a.runner.submit(DAY)
             async with asyncio.timeout(30):
                 await (await job_task(a, first.job_id))
             # A re-ingests; the lease renewal just before its commit is late.
             proxy_a.hold("PUT", rf"/leases/date={DAY}$", header="If-Match")
-            job = await a.submit(DAY)
+            job = await a.runner.submit(DAY)
             zombie = await job_task(a, job.job_id)
             async with asyncio.timeout(30):
                 await proxy_a.held.wait()
@@ -125,7 +125,7 @@ async def test_a_zombie_that_learns_it_lost_its_date_does_not_sweep_the_new_owne
             await b.recover()
             # C, a new job for the date, uploads its files; its commit is held.
             proxy_c.hold("PUT", rf"/summary/{DAY}\.parquet$")
-            new = await c.submit(DAY)
+            new = await c.runner.submit(DAY)
             owner = await job_task(c, new.job_id)
             async with asyncio.timeout(30):
                 await proxy_c.held.wait()

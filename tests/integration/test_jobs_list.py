@@ -17,7 +17,7 @@ from busstats.core.settings import Settings
 from busstats.jobs.index import JobFilter, decode_cursor, encode_cursor, list_jobs
 from busstats.jobs.records import JobStore
 from busstats.model.jobs import CityReport, JobRecord, JobStatus
-from busstats.orchestration.runner import JobRunner
+from busstats.orchestration.service import Service
 from busstats.reference.sim import SimulatorConfig
 from busstats.storage import Store
 from busstats.storage.keys import JOB_INDEX, job_index_key, job_lease_key
@@ -196,8 +196,7 @@ async def test_recovery_indexes_a_job_whose_process_died_before_indexing_it(
     await jobs.replace(job, etag)
     assert (await list_jobs(store, JobFilter(), 10)).jobs[0].status is JobStatus.QUEUED
 
-    runner = JobRunner(store, Settings(store="unused"))
-    await runner.recover()
+    await Service(store, Settings(store="unused")).recover()
     page = await list_jobs(store, JobFilter(), 10)
     assert [(j.job_id, j.status) for j in page.jobs] == [(job.job_id, JobStatus.FAILED)]
     assert len(await store.list_keys(JOB_INDEX)) == 1

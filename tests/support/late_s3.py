@@ -14,7 +14,7 @@ from aiohttp import web
 
 from busstats.core.clock import now
 from busstats.core.settings import Settings
-from busstats.orchestration.runner import JobRunner
+from busstats.orchestration.service import Service
 from busstats.storage import S3Store
 from busstats.storage.leases import Leases
 from harness.servers import s3_settings
@@ -85,10 +85,10 @@ def settings(bucket: str, endpoint: str, reference_url: str, **overrides: object
     return s3_settings(bucket, endpoint, **base).model_copy(update=overrides)
 
 
-async def started(store: S3Store, config: Settings) -> JobRunner:
-    runner = JobRunner(store, config)
-    await runner.start()
-    return runner
+async def started(store: S3Store, config: Settings) -> Service:
+    service = Service(store, config)
+    await service.open()
+    return service
 
 
 async def until_expired(direct: S3Store, key: str, limit: float = 10) -> None:

@@ -5,7 +5,6 @@ Routes and payloads: docs/api.md."""
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from collections.abc import AsyncGenerator
 
 import msgspec
@@ -19,13 +18,11 @@ from busstats.api.openapi import openapi_document
 from busstats.api.params import BadRequest
 from busstats.api.routes import ROUTES
 from busstats.core import metrics
+from busstats.core.errors import NotFound
 from busstats.core.settings import Settings
-from busstats.model.jobs import JobRecord, Trigger
 from busstats.model.payloads import JobAccepted
-from busstats.orchestration.backfills import Backfills
-from busstats.orchestration.runner import JobRunner
-from busstats.orchestration.schedule import Scheduler
-from busstats.storage import Store, StoreError, open_store
+from busstats.orchestration.service import Service
+from busstats.storage import PreconditionFailed, Store, StoreError, open_store
 
 __all__ = ["GRACEFUL_SHUTDOWN_SECONDS", "JobAccepted", "create_app"]
 
@@ -48,30 +45,13 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncGenerator[None]:
         with metrics.bound(app_metrics):  # for tasks started outside a request
             opened = store or await open_store(settings)
-            runner = JobRunner(opened, settings)
-            await runner.start()
-            backfills = Backfills(opened, runner, settings)
-            await backfills.start_keeping()
-
-            async def submit_scheduled(day: dt.date) -> JobRecord:
-                return await runner.submit(day, trigger=Trigger.SCHEDULE)
-
-            async def job_exists(job_id: str) -> bool:
-                return await runner.find(job_id) is not None
-
-            scheduler = Scheduler(opened, settings, submit_scheduled, job_exists)
-            await scheduler.start()
-            app.state.store = opened
-            app.state.runner = runner
-            app.state.backfills = backfills
-            app.state.scheduler = scheduler
+            service = Service(opened, settings)
+            await service.open()
+            app.state.service = service
             try:
                 yield
             finally:
-                await scheduler.close()
-                backfills.stop_all()  # no new jobs, then the jobs end interrupted
-                await runner.close()
-                await backfills.close()
+                await service.close()  # no new jobs, then the jobs end interrupted
                 if store is None:
                     await opened.close()
 
@@ -81,7 +61,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         exception_handlers={
             BadRequest: errors.on_bad_request,
             HTTPException: errors.on_http_error,
+            NotFound: errors.on_not_found,
             StoreError: errors.on_store_error,
+            PreconditionFailed: errors.on_lost_race,
             Exception: errors.on_internal_error,
         },
         lifespan=lifespan,

@@ -28,6 +28,20 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     return error_response(message, exc.status_code)
 
 
+async def on_not_found(_: Request, exc: Exception) -> Response:
+    """Every "no such job / backfill" of the handlers and the orchestration: one 404."""
+    return error_response(str(exc), 404)
+
+
+async def on_lost_race(request: Request, exc: Exception) -> Response:
+    """A conditional write that kept losing to other writers reached the request (not a
+    store failure, but answered the same way: try again)."""
+    log.warning(
+        "lost a race with another writer during %s %s: %s", request.method, request.url.path, exc
+    )
+    return error_response(f"another process changed the same data meanwhile, try again: {exc}", 503)
+
+
 async def on_store_error(request: Request, exc: Exception) -> Response:
     log.error("store failed during %s %s: %s", request.method, request.url.path, exc)
     return error_response(f"the store is unavailable, try again later: {exc}", 503)

@@ -1,4 +1,5 @@
-"""What the lifespan puts in `app.state` (see `busstats.api.app`), typed for the handlers."""
+"""What the lifespan puts in `app.state` (see `busstats.api.app`), typed for the handlers:
+the settings, and the parts of the open `Service` a handler uses, each on its own."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from busstats.core.settings import Settings
 from busstats.orchestration.backfills import Backfills
 from busstats.orchestration.runner import JobRunner
 from busstats.orchestration.schedule import Scheduler
+from busstats.orchestration.service import Service
+from busstats.orchestration.uploads import Uploads
 from busstats.storage import Store
 
 
@@ -17,24 +20,29 @@ def settings(request: Request) -> Settings:
     return value
 
 
-def store(request: Request) -> Store:
-    value: Store = request.app.state.store
+def _service(request: Request) -> Service:
+    value: Service = request.app.state.service
     return value
+
+
+def store(request: Request) -> Store:
+    return _service(request).store
 
 
 def runner(request: Request) -> JobRunner:
-    value: JobRunner = request.app.state.runner
-    return value
+    return _service(request).runner
 
 
 def backfills(request: Request) -> Backfills:
-    value: Backfills = request.app.state.backfills
-    return value
+    return _service(request).backfills
 
 
 def scheduler(request: Request) -> Scheduler:
-    value: Scheduler = request.app.state.scheduler
-    return value
+    return _service(request).scheduler
+
+
+def uploads(request: Request) -> Uploads:
+    return _service(request).uploads
 
 
 def app_metrics(request: Request) -> metrics.Metrics:

@@ -1,2 +1,3 @@
-"""Above the data flow: job lifecycle and leases, ingest and upload jobs, backfills, the
-schedule."""
+"""Above the data flow: the service that wires it all (`service`), the one lease keeper and
+its recovery timing (`leases`), the job lifecycle (`runner`), the ending of dead processes'
+jobs (`recovery`), ingest and upload jobs, backfills, the schedule."""

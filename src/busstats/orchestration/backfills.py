@@ -11,9 +11,10 @@ Ends: `succeeded` (every date ingested), `partial` (some dates failed or were pa
 `failed` (no date ingested), `cancelled` (`DELETE /backfills/{id}`: no new job, its running
 jobs end `failed` "cancelled"), `interrupted` (the service stopped: its running jobs end
 interrupted; or its process died: recovery in any process ends it). An interrupted or
-cancelled backfill is not resumed: `dates_left` says which dates to ask for again.
+cancelled backfill is not resumed: `dates_left` says which dates to ask for again. The
+process's `LeaseKeeper` renews the backfills' leases with its jobs' and runs `recover`.
 
->>> backfills = Backfills(store, runner, settings)
+>>> backfills = Backfills(store, settings, keeper, runner)
 >>> record = await backfills.start(dt.date(2024, 1, 1), dt.date(2024, 12, 31))
 >>> record.status, record.status_url
 (<BackfillStatus.RUNNING: 'running'>, '/backfills/...')
@@ -35,6 +36,7 @@ import msgspec
 import stamina
 
 from busstats.core.clock import now
+from busstats.core.errors import NotFound
 from busstats.core.settings import Settings
 from busstats.model.backfills import (
     BackfillJob,
@@ -42,10 +44,11 @@ from busstats.model.backfills import (
     BackfillStatus,
 )
 from busstats.model.jobs import JobRecord, JobStatus, valid_job_id
+from busstats.orchestration.leases import HeldLease, LeaseKeeper
 from busstats.orchestration.runner import INTERRUPTED, CannotCancel, JobRunner
-from busstats.storage import ObjectNotFound, PreconditionFailed, Store, StoreError
+from busstats.storage import ObjectNotFound, PreconditionFailed, Store, StoreError, store_down
 from busstats.storage.keys import backfill_key, backfill_lease_key
-from busstats.storage.leases import Lease, LeaseLost
+from busstats.storage.leases import LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ class BackfillEnded(Exception):
 class _Running:
     record: BackfillRecord
     etag: str
-    lease: Lease
+    lease: HeldLease
     room: asyncio.Semaphore
     stop_with: BackfillStatus | None = None
     """Set by a cancel (CANCELLED) or the service stopping (INTERRUPTED): no new job."""
@@ -80,21 +83,14 @@ def _cancelled(running: _Running) -> bool:
 class Backfills:
     """Runs backfills through a `JobRunner`; see the module's docstring."""
 
-    def __init__(self, store: Store, runner: JobRunner, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, keeper: LeaseKeeper, runner: JobRunner
+    ) -> None:
         self._store = store
-        self._runner = runner
         self._settings = settings
-        self._leases = runner.leases
+        self._keeper = keeper
+        self._runner = runner
         self._running: dict[str, _Running] = {}
-        self._keeper: asyncio.Task[None] | None = None
-
-    async def start_keeping(self) -> None:
-        """End backfills dead processes left, and start renewing this process's leases."""
-        try:
-            await self.recover()
-        except StoreError as exc:
-            log.error("could not look for backfills an earlier process left: %s", exc)
-        self._keeper = asyncio.create_task(self._keep_leases(), name="backfill lease keeper")
 
     async def start(self, first: dt.date, last: dt.date) -> BackfillRecord:
         """Record a backfill of `first` to `last` (both included) and start it; returns once
@@ -110,13 +106,18 @@ class Backfills:
             dates_left=list(days),
         )
         record.count()
-        lease = await self._leases.take(backfill_lease_key(backfill_id), backfill_id)
+        lease = await self._keeper.take(backfill_lease_key(backfill_id), backfill_id)
         if lease is None:  # a fresh random id: only a store gone wrong could do this
             raise StoreError(f"the lease of new backfill {backfill_id} exists already")
-        etag = await self._store.put_bytes(
-            backfill_key(backfill_id), msgspec.json.encode(record), if_absent=True
-        )
+        try:
+            etag = await self._store.put_bytes(
+                backfill_key(backfill_id), msgspec.json.encode(record), if_absent=True
+            )
+        except BaseException:
+            self._keeper.let_go(lease)  # no record: recovery removes the lease once expired
+            raise
         running = _Running(record, etag, lease, asyncio.Semaphore(self._settings.max_running_jobs))
+        lease.on_lost = lambda exc: self._taken_over(running, exc)
         self._running[backfill_id] = running
         running.task = asyncio.create_task(self._drive(running, days), name=f"backfill {first}")
         await running.created.wait()  # the driver sets it whatever happens
@@ -136,18 +137,18 @@ class Backfills:
         it ends `cancelled`. Returns its record (still `running` if its jobs took longer
         than a few seconds to stop).
 
-        Raises KeyError for no such backfill, BackfillEnded for one that has ended, and
+        Raises NotFound for no such backfill, BackfillEnded for one that has ended, and
         CannotCancel for one another process runs."""
         running = self._running.get(backfill_id)
         if running is None:
             found = await self._load(backfill_id)
             if found is None:
-                raise KeyError(backfill_id)
+                raise NotFound(f"no backfill with id {backfill_id!r}")
             record = found[0]
             if record.finished:
                 raise BackfillEnded(f"backfill {backfill_id} has ended ({record.status.value})")
-            lease = await self._leases.read(backfill_lease_key(backfill_id))
-            holder = "a process that has stopped" if lease is None else lease.body.owner
+            holder = await self._keeper.holder_of(backfill_lease_key(backfill_id))
+            holder = holder or "a process that has stopped"
             raise CannotCancel(
                 f"backfill {backfill_id} is run by another process ({holder}); send the cancel"
                 " to that process, or wait for its lease to expire if it has died"
@@ -156,7 +157,7 @@ class Backfills:
             raise BackfillEnded(f"backfill {backfill_id} has ended ({running.record.status.value})")
         self._stop(running, BackfillStatus.CANCELLED)
         for job in list(running.record.jobs):
-            with contextlib.suppress(CannotCancel, KeyError):
+            with contextlib.suppress(CannotCancel, NotFound):
                 await self._runner.cancel(job.job_id)
         if running.task is not None:
             await asyncio.wait({running.task}, timeout=CANCEL_WAIT_SECONDS)
@@ -181,12 +182,12 @@ class Backfills:
                 follower = asyncio.create_task(self._follow(running, job))
                 running.followers.add(follower)
                 if _cancelled(running):  # while the job was being created
-                    with contextlib.suppress(CannotCancel, KeyError):
+                    with contextlib.suppress(CannotCancel, NotFound):
                         await self._runner.cancel(job.job_id)
                 if len(record.jobs) >= min(len(days), self._settings.max_running_jobs):
                     running.created.set()
                 await self._save_progress(running)
-        except StoreError as exc:
+        except (StoreError, PreconditionFailed) as exc:
             failure = f"the store failed while creating jobs: {exc}"
         except Exception:
             log.exception("backfill %s failed unexpectedly", record.backfill_id)
@@ -269,9 +270,7 @@ class Backfills:
         recorded = False
         try:
             async for attempt in stamina.retry_context(
-                on=lambda exc: (
-                    isinstance(exc, StoreError) and not isinstance(exc, PreconditionFailed)
-                ),
+                on=store_down,
                 attempts=None,
                 timeout=timeout,
                 wait_initial=0.2,
@@ -287,68 +286,40 @@ class Backfills:
         self._running.pop(backfill_id, None)
         if recorded:  # else the lease expires and recovery ends the record
             with contextlib.suppress(StoreError):
-                await self._leases.release(running.lease)
+                await self._keeper.release(running.lease)
+        else:
+            self._keeper.let_go(running.lease)
 
-    async def _keep_leases(self) -> None:
-        """Renew the lease of every backfill this process runs; end backfills left behind,
-        now and then."""
-        interval = self._settings.lease_renew_seconds
-        since_recovery = 0.0
-        while True:
-            await asyncio.sleep(interval)
-            await asyncio.gather(*(self._keep_lease(r) for r in list(self._running.values())))
-            since_recovery += interval
-            if since_recovery >= self._settings.lease_seconds:
-                since_recovery = 0.0
-                try:
-                    await self.recover()
-                except StoreError as exc:
-                    log.error("could not look for backfills left behind: %s", exc)
-
-    async def _keep_lease(self, running: _Running) -> None:
-        try:
-            async with asyncio.timeout(self._settings.lease_seconds / 3):
-                running.lease = await self._leases.renew(running.lease)
-        except LeaseLost:  # another process took this backfill for dead and ended it
-            log.warning("backfill %s was taken over; no new jobs", running.record.backfill_id)
-            self._stop(running, BackfillStatus.INTERRUPTED)
-        except (StoreError, TimeoutError) as exc:
-            log.warning("could not renew backfill %s yet: %r", running.record.backfill_id, exc)
+    def _taken_over(self, running: _Running, exc: LeaseLost) -> None:
+        """The keeper found the backfill's lease taken: another process took it for dead and
+        ended it. No new jobs."""
+        log.warning("backfill %s was taken over; no new jobs: %s", running.record.backfill_id, exc)
+        self._stop(running, BackfillStatus.INTERRUPTED)
 
     async def recover(self) -> None:
         """End, as interrupted, the backfills whose lease expired (their process died), with
         the dates they had not done in `dates_left`. They are not resumed: their jobs were
         cut short too, and a caller may not want the rest any more."""
-        prefix = backfill_lease_key("")
-        for key in await self._store.list_keys(prefix):
-            backfill_id = key.removeprefix(prefix)
-            if backfill_id in self._running:
-                continue
-            lease = await self._leases.read(key)
-            if lease is None or lease.body.expires_at > now():
-                continue
-            taken = await self._leases.take(key, backfill_id)
-            if taken is None:
-                continue
-            found = await self._load(backfill_id)
-            if found is not None and not found[0].finished:
-                record, etag = found
-                record.dates_left = sorted(
-                    set(record.dates_left) - set(record.dates_done) - set(record.dates_failed)
+        await self._keeper.recover_expired(backfill_lease_key(""), self._end_left_behind)
+
+    async def _end_left_behind(self, backfill_id: str) -> bool:
+        found = await self._load(backfill_id)
+        if found is not None and not found[0].finished:
+            record, etag = found
+            record.dates_left = sorted(
+                set(record.dates_left) - set(record.dates_done) - set(record.dates_failed)
+            )
+            record.status, record.reason = BackfillStatus.INTERRUPTED, LEFT_BEHIND
+            record.finished_at = now()
+            record.count()
+            try:
+                await self._store.put_bytes(
+                    backfill_key(backfill_id), msgspec.json.encode(record), if_match=etag
                 )
-                record.status, record.reason = BackfillStatus.INTERRUPTED, LEFT_BEHIND
-                record.finished_at = now()
-                record.count()
-                try:
-                    await self._store.put_bytes(
-                        backfill_key(backfill_id), msgspec.json.encode(record), if_match=etag
-                    )
-                except PreconditionFailed:
-                    continue  # changed since we read it; the next round looks again
-                log.warning(
-                    "backfill %s was left unfinished by a process that stopped", backfill_id
-                )
-            await self._leases.release(taken)
+            except PreconditionFailed:
+                return False  # changed since we read it; the next round looks again
+            log.warning("backfill %s was left unfinished by a process that stopped", backfill_id)
+        return True
 
     async def _load(self, backfill_id: str) -> tuple[BackfillRecord, str] | None:
         if not valid_job_id(backfill_id):
@@ -368,10 +339,6 @@ class Backfills:
     async def close(self) -> None:
         """Wait (a few seconds at most) until every backfill has recorded its end."""
         self.stop_all()
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
         tasks = [r.task for r in self._running.values() if r.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_SAVE_SECONDS + 2)

@@ -1,55 +1,64 @@
-"""Runs ingest jobs in the background of the process, safely beside other processes.
+"""The job lifecycle: runs jobs in the background of the process, safely beside other
+processes.
 
 Each job holds a lease (`jobs/running/<id>`) from submission to its recorded end, and while
-it runs, the lease of its date; this process renews both every few seconds. A job whose
-lease expired was left behind by a process that died: any process ends it (at start-up and
-periodically), never a job whose process is alive.
+it runs, the lease of its date; the process's `LeaseKeeper` renews both every few seconds. A
+job whose lease expired was left behind by a process that died: any process ends it
+(`busstats.orchestration.recovery`, run by the keeper at start-up and periodically), never
+a job whose process is alive. What a job does is handed in (`JobWork`): an ingest
+(`busstats.orchestration.ingest_job`) or an upload (`busstats.orchestration.uploads`); the
+runner knows neither the reference server nor the executor.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from busstats.commit.dates import drop_placeholder, fence_date, read_summary, sweep_date
+from busstats.commit.dates import drop_placeholder, sweep_date
 from busstats.core import metrics
-from busstats.core.clock import now
+from busstats.core.errors import NotFound
 from busstats.core.settings import Settings
-from busstats.executors.select import executor_for
-from busstats.ingest.citywork import Executor
-from busstats.ingest.resources import ProcessResources
 from busstats.jobs.logs import job_seconds, log_job_finished
 from busstats.jobs.recorder import JobRecorder, RecordTakenOver
 from busstats.jobs.records import JobStore
-from busstats.model.jobs import CityReport, JobRecord, JobSource, Trigger
-from busstats.orchestration.ingest_job import Ingest
-from busstats.orchestration.uploads import ConvertedUpload, UploadJob
-from busstats.reference.client import DateSpelling, ReferenceClient
-from busstats.reference.settings_client import reference_client
+from busstats.model.jobs import JobRecord, Trigger
+from busstats.orchestration.leases import HeldLease, LeaseKeeper
 from busstats.storage import PreconditionFailed, Store, StoreError
 from busstats.storage.keys import date_lease_key, job_lease_key
-from busstats.storage.leases import Lease, LeaseLost, Leases, process_owner
+from busstats.storage.leases import LeaseLost
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the service stopped before the job finished"
-LEFT_BEHIND = "interrupted: the process running this job stopped renewing its lease (it died)"
 PROGRESS_SAVE_SECONDS = 1.0
-JobWork = Ingest | UploadJob
-"""What a job does under its date's lease: fetch every city, or store an upload."""
 SHUTDOWN_SAVE_SECONDS = 4.0
-UPLOAD_ANSWER_SECONDS = 5.0
-"""How long an upload's request waits for its job's end to be recorded once the end is
-known: with the store down, the request answers and the recording goes on in the background."""
+ANSWER_SECONDS = 5.0
+"""How long `run_to_end` waits for a job's end to be recorded once the end is known: with
+the store down, the caller is answered and the recording goes on in the background."""
 CANCELLED = "cancelled"
 COMMITTED = "has committed and is finishing; its data counts"
+
+
+ConfirmLease = Callable[[], Awaitable[None]]
+"""Renews the job's date lease now; raises LeaseLost if another process took it."""
+
+
+class JobWork(Protocol):
+    """What a job does under its date's lease: fetch every city, or store an upload. It
+    sets the job's status and counts on `recorder.job` and raises only for a failure of the
+    whole job."""
+
+    async def run(self) -> None: ...
+
+
+WorkFactory = Callable[[JobRecorder, ConfirmLease], JobWork]
+"""Makes a job's work, once the job holds its date's lease."""
 
 
 class CannotCancel(Exception):
@@ -60,11 +69,9 @@ class CannotCancel(Exception):
 @dataclass(eq=False)
 class RunningJob:
     recorder: JobRecorder
-    job_lease: Lease
-    date_lease: Lease | None = None
-    lease_locks: dict[str, asyncio.Lock] = field(
-        default_factory=lambda: {"job_lease": asyncio.Lock(), "date_lease": asyncio.Lock()}
-    )
+    job_lease: HeldLease
+    date_lease: HeldLease | None = None
+    """None until taken, and again once another process took it: never swept nor released."""
     abort_reason: str | None = None
     task: asyncio.Task[None] | None = None
     finishing: bool = False
@@ -90,39 +97,34 @@ class RunningJob:
             if self.task is not None:
                 self.task.cancel()
 
+    def lost(self, exc: LeaseLost) -> None:
+        """The keeper found one of the job's leases taken by another process."""
+        self.abort(f"stopped: another process took this job over ({exc})")
+
+    def lost_date(self, exc: LeaseLost) -> None:
+        """The keeper found the job's date lease taken: never sweep nor release it."""
+        self.date_lease = None
+        self.lost(exc)
+
 
 class JobRunner:
-    """Starts jobs as tasks; jobs for the same date run one after the other, across processes."""
+    """Starts jobs as tasks; jobs for the same date run one after the other, across processes.
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    `ingest` makes the work of the jobs `submit` starts; the keeper renews their leases."""
+
+    def __init__(
+        self, store: Store, settings: Settings, keeper: LeaseKeeper, ingest: WorkFactory
+    ) -> None:
         self._store = store
         self._settings = settings
+        self._keeper = keeper
+        self._ingest = ingest
         self.jobs = JobStore(store)
-        self.leases = Leases(store, process_owner(), settings.lease_seconds)
-        self.resources = ProcessResources(settings)
-        self._date_spelling = DateSpelling(settings.reference_date_param)
-        """Learned once for the process: later jobs send no wasted `400`s."""
         self._running: dict[str, RunningJob] = {}
         self._date_locks: defaultdict[dt.date, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._job_slots = asyncio.Semaphore(settings.max_running_jobs)
         """Jobs beyond `max_running_jobs` wait here, `queued`, before taking their date."""
-        self._keeper: asyncio.Task[None] | None = None
-        self._opened: tuple[ReferenceClient, Executor] | None = None
-        """The reference client and the executor, made by `start()` on the open resources."""
         self._closing = False
-
-    async def start(self) -> None:
-        """Open shared resources, end jobs dead processes left, and start renewing leases."""
-        await self.resources.open()
-        client = reference_client(self._settings, self.resources.session, self._date_spelling)
-        executor = executor_for(self._settings, client, self._store, self.resources)
-        self._opened = client, executor
-        try:
-            await self._store.remove_leftovers()
-            await self.recover()
-        except StoreError as exc:
-            log.error("could not look for jobs an earlier process left unfinished: %s", exc)
-        self._keeper = asyncio.create_task(self._keep_leases(), name="lease keeper")
 
     async def find(self, job_id: str) -> JobRecord | None:
         """A job as it stands: from memory while this process runs it (no read of a record
@@ -139,9 +141,7 @@ class JobRunner:
         """Record a queued job and start it; returns once the record is saved. It runs when
         one of the process's `max_running_jobs` slots is free."""
         job = JobRecord.new(day, backfill_id=backfill_id, trigger=trigger)
-        await self._start(
-            job, lambda running: self._run(running, lambda: self._ingest_work(running)), "ingest"
-        )
+        await self._start(job, lambda running: self._run(running, self._ingest), "ingest")
         return job
 
     async def _start(
@@ -149,11 +149,16 @@ class JobRunner:
     ) -> RunningJob:
         """Take the new job's lease, record it, and start `run` as its task; a job created
         while the service stops gets no task and ends interrupted."""
-        lease = await self.leases.take(job_lease_key(job.job_id), job.job_id)
+        lease = await self._keeper.take(job_lease_key(job.job_id), job.job_id)
         if lease is None:  # a fresh random id: only a store gone wrong could do this
             raise StoreError(f"the lease of new job {job.job_id} exists already")
-        etag = await self.jobs.create(job)
+        try:
+            etag = await self.jobs.create(job)
+        except BaseException:
+            self._keeper.let_go(lease)  # no record: recovery removes the lease once expired
+            raise
         running = RunningJob(JobRecorder(self.jobs, job, etag, PROGRESS_SAVE_SECONDS), lease)
+        lease.on_lost = running.lost
         if await self._interrupted_if_closing(running):
             return running
         running.task = asyncio.create_task(run(running), name=f"{kind} {job.date} {job.job_id}")
@@ -191,7 +196,7 @@ class JobRunner:
         without data, as before). Returns the ended record.
 
         Raises CannotCancel for a job that has ended, has committed (its data counts), or
-        that another process runs, and KeyError for no such job."""
+        that another process runs, and NotFound for no such job."""
         running = self._running.get(job_id)
         if running is not None and running.committed and not running.job.finished:
             raise CannotCancel(f"job {job_id} {COMMITTED}")
@@ -203,32 +208,17 @@ class JobRunner:
                 return ended
         job = await self.jobs.load(job_id)  # ended here just now, elsewhere, or not at all
         if job is None:
-            raise KeyError(job_id)
+            raise NotFound(f"no job with id {job_id!r}")
         if job.finished:
             raise CannotCancel(f"job {job_id} has ended ({job.status.value}); nothing to cancel")
-        lease = await self.leases.read(job_lease_key(job_id))
-        holder = "a process that has stopped" if lease is None else lease.body.owner
+        holder = await self._keeper.holder_of(job_lease_key(job_id))
         raise CannotCancel(
-            f"job {job_id} is run by another process ({holder}); send the cancel to that"
+            f"job {job_id} is run by another process ({holder or 'a process that has stopped'});"
+            " send the cancel to that"
             " process, or wait for its lease to expire if it has died"
         )
 
-    def _ingest_work(self, running: RunningJob) -> Ingest:
-        return Ingest(
-            running.recorder,
-            self._store,
-            self.reference_client(),
-            self.resources,
-            self.executor,
-            lambda: self._renew(running, "date_lease"),
-        )
-
-    def _upload_work(self, running: RunningJob, upload: ConvertedUpload) -> UploadJob:
-        return UploadJob(
-            running.recorder, self._store, upload, lambda: self._renew(running, "date_lease")
-        )
-
-    async def _run(self, running: RunningJob, work: Callable[[], JobWork]) -> None:
+    async def _run(self, running: RunningJob, work: WorkFactory) -> None:
         """Run the job once one of the process's job slots is free (uploads included)."""
         try:
             await self._job_slots.acquire()
@@ -243,7 +233,7 @@ class JobRunner:
         finally:
             self._job_slots.release()
 
-    async def _run_in_slot(self, running: RunningJob, work: Callable[[], JobWork]) -> None:
+    async def _run_in_slot(self, running: RunningJob, work: WorkFactory) -> None:
         """The job's work under its date's lease, and its end, whatever happens."""
         job = running.job
         running.recorder.start(
@@ -253,16 +243,16 @@ class JobRunner:
         try:
             async with self._date_locks[job.date]:
                 running.date_lease = await self._take_date_lease(running)
-                await work().run()
+                await work(running.recorder, lambda: self._confirm_date(running)).run()
                 swept = True
         except asyncio.CancelledError:
             job.fail(running.abort_reason or INTERRUPTED)
             if running.abort_reason is None:
                 raise
         except (LeaseLost, RecordTakenOver) as exc:
-            running.date_lease = None  # not ours any more: neither sweep nor release it
+            self._lose_date(running)  # not ours any more: neither sweep nor release it
             job.fail(f"stopped: another process took this job over ({exc})")
-        except StoreError as exc:
+        except (StoreError, PreconditionFailed) as exc:
             job.fail(f"the store failed: {exc}")
         except Exception:
             log.exception("job %s failed unexpectedly", job.job_id)
@@ -270,25 +260,28 @@ class JobRunner:
         finally:
             await self._finish(running, swept)
 
-    async def run_upload(self, day: dt.date, upload: ConvertedUpload) -> JobRecord:
-        """Record a job for an upload already received and converted, run it like an
-        ingest (job lease, then the date's lease, waiting behind jobs of that date) and
-        return it once its end is recorded, or once its end is known if recording it takes
-        longer than UPLOAD_ANSWER_SECONDS (the store is down: recording goes on in the
-        background). The job owns `upload`'s files from this call on, and removes them when
-        it has ended, even if the caller is cancelled meanwhile.
+    async def run_to_end(
+        self, job: JobRecord, work: WorkFactory, cleanup: Callable[[], None]
+    ) -> JobRecord:
+        """Record `job` (new, queued), run it like an ingest (job lease, then the date's
+        lease, waiting behind jobs of that date) with `work`, and return it once its end is
+        recorded, or once its end is known if recording it takes longer than ANSWER_SECONDS
+        (the store is down: recording goes on in the background). `cleanup` runs once the
+        job has ended (or was never started), even if the caller is cancelled meanwhile.
 
-        >>> job = await runner.run_upload(day, upload)
-        >>> job.commit_id == job.job_id
+        >>> job = await runner.run_to_end(job, upload_work, upload.discard)
+        >>> job.finished
         True
         """
         try:
-            running = await self._create_upload_job(day, upload)
+            running = await self._start(
+                job, lambda running: self._run_then(running, work, cleanup), job.source.value
+            )
         except BaseException:
-            upload.discard()
+            cleanup()
             raise
         if running.task is None:  # created while the service stops
-            upload.discard()
+            cleanup()
             return running.job
         ended = asyncio.ensure_future(running.ended.wait())
         try:  # asyncio.wait never cancels the job along with this request
@@ -296,41 +289,16 @@ class JobRunner:
         finally:
             ended.cancel()
         if not running.task.done():
-            await asyncio.wait({running.task}, timeout=UPLOAD_ANSWER_SECONDS)
+            await asyncio.wait({running.task}, timeout=ANSWER_SECONDS)
         return running.job
 
-    async def _create_upload_job(self, day: dt.date, upload: ConvertedUpload) -> RunningJob:
-        job = JobRecord.new(day, JobSource.UPLOAD)
-        result = upload.result
-        job.cities = [
-            CityReport(
-                city_id=upload.city.id,
-                city_name=upload.city.name,
-                country=upload.city.country,
-                raw_bytes=upload.raw.size,
-                rows=result.rows,
-                invalid_rows=result.invalid_rows,
-                invalid_examples=result.invalid_examples,
-            )
-        ]
-        return await self._start(job, lambda running: self._run_upload(running, upload), "upload")
-
-    async def _run_upload(self, running: RunningJob, upload: ConvertedUpload) -> None:
+    async def _run_then(
+        self, running: RunningJob, work: WorkFactory, cleanup: Callable[[], None]
+    ) -> None:
         try:
-            await self._run(running, lambda: self._upload_work(running, upload))
+            await self._run(running, work)
         finally:
-            upload.discard()
-
-    def reference_client(self) -> ReferenceClient:
-        """A client of the reference server sharing this process's connections."""
-        assert self._opened is not None, "start() first"
-        return self._opened[0]
-
-    @property
-    def executor(self) -> Executor:
-        """Where this process's city work runs (`BUSSTATS_EXECUTOR`)."""
-        assert self._opened is not None, "start() first"
-        return self._opened[1]
+            cleanup()
 
     async def _finish(self, running: RunningJob, swept: bool) -> None:
         """Record the end (retrying while the store is down), give back the leases."""
@@ -349,12 +317,14 @@ class JobRunner:
         ):
             swept = await self._sweep_holding_lease(running, timeout)
         if running.date_lease is not None:
-            await self._quietly(self.leases.release(running.date_lease), "release a date lease")
+            await self._quietly(self._keeper.release(running.date_lease), "release a date lease")
         self._running.pop(job.job_id, None)
         # A lease left in place (end not recorded, or files not swept) expires, and recovery
         # in any process then finishes the job's record and sweeps its date.
         if recorded and swept:
-            await self._quietly(self.leases.release(running.job_lease), "release a job lease")
+            await self._quietly(self._keeper.release(running.job_lease), "release a job lease")
+        else:
+            self._keeper.let_go(running.job_lease)
 
     async def _sweep_holding_lease(self, running: RunningJob, limit: float | None) -> bool:
         """Remove what a job cut short left under its date, after making sure the date is
@@ -363,25 +333,25 @@ class JobRunner:
         day = running.job.date
         try:
             async with asyncio.timeout(limit):
-                await self._renew(running, "date_lease")
+                await self._confirm_date(running)
                 await sweep_date(self._store, day)
                 if running.job.commit_id is None:
                     await drop_placeholder(self._store, day)
         except LeaseLost:
-            running.date_lease = None
+            self._lose_date(running)
             return False
         except (StoreError, TimeoutError) as exc:
             log.warning("files of %s left for the next clean-up: %r", day, exc)
             return False
         return True
 
-    async def _take_date_lease(self, running: RunningJob) -> Lease:
+    async def _take_date_lease(self, running: RunningJob) -> HeldLease:
         """Wait, queued, until this job holds its date's lease."""
         key = date_lease_key(running.job.date)
         poll = min(1.0, self._settings.lease_renew_seconds)
         while True:
             try:
-                lease = await self.leases.take(key, running.job.job_id)
+                lease = await self._keeper.take(key, running.job.job_id, running.lost_date)
             except StoreError as exc:
                 log.warning(
                     "job %s waits for the store to take its date: %s", running.job.job_id, exc
@@ -391,116 +361,26 @@ class JobRunner:
                 return lease
             await asyncio.sleep(poll)
 
-    async def _renew(self, running: RunningJob, which: str) -> None:
-        """Renew one of the job's leases; LeaseLost if another process took it."""
-        async with running.lease_locks[which]:
-            lease: Lease | None = getattr(running, which)
-            if lease is not None:
-                setattr(running, which, await self.leases.renew(lease))
+    async def _confirm_date(self, running: RunningJob) -> None:
+        """Renew the job's date lease now; LeaseLost if another process took it. Nothing
+        once the keeper found it lost (the job is stopped then)."""
+        if running.date_lease is not None:
+            await self._keeper.confirm(running.date_lease)
 
-    async def _keep_leases(self) -> None:
-        """Renew every lease this process holds; end jobs left behind, now and then."""
-        interval = self._settings.lease_renew_seconds
-        last_recovery = time.monotonic()
-        while True:
-            await asyncio.sleep(interval)
-            await asyncio.gather(
-                *(
-                    self._keep_lease(running, which)
-                    for running in list(self._running.values())
-                    for which in ("job_lease", "date_lease")
-                )
-            )
-            if time.monotonic() - last_recovery >= self._settings.lease_seconds:
-                last_recovery = time.monotonic()
-                await self._quietly(self.recover(), "look for jobs left behind")
-
-    async def _keep_lease(self, running: RunningJob, which: str) -> None:
-        """Renew one lease, giving up well within the lease's length: one slow request must
-        not cost the process's other leases their turn. A renewal given up on that lands
-        later is recognised as ours by the next one."""
-        try:
-            async with asyncio.timeout(self._settings.lease_seconds / 3):
-                await self._renew(running, which)
-        except LeaseLost as exc:
-            if which == "date_lease":
-                running.date_lease = None
-            running.abort(f"stopped: another process took this job over ({exc})")
-        except (StoreError, TimeoutError) as exc:
-            log.warning("could not renew a lease of job %s yet: %r", running.job.job_id, exc)
-
-    async def recover(self) -> None:
-        """End the jobs whose lease expired: their process died before recording their end.
-        Jobs of live processes (this one or others) are left alone."""
-        prefix = job_lease_key("")
-        for key in await self._store.list_keys(prefix):
-            job_id = key.removeprefix(prefix)
-            if job_id in self._running:
-                continue
-            lease = await self.leases.read(key)
-            if lease is None or lease.body.expires_at > now():
-                continue
-            # Taking the lease over stops its old holder, should it still be alive, from
-            # renewing it and from writing the job's record.
-            taken = await self.leases.take(key, job_id)
-            if taken is None:
-                continue
-            day = await self._end_left_behind(job_id)
-            if day is not None and not await self._sweep_if_free(day, job_id):
-                continue  # the date is busy; that job sweeps it when it ends
-            await self.leases.release(taken)
-
-    async def _end_left_behind(self, job_id: str) -> dt.date | None:
-        for _ in range(3):
-            found = await self.jobs.load_versioned(job_id)
-            if found is None:
-                return None
-            job, etag = found
-            if job.finished:
-                await self.jobs.index(job)  # its process may have died before indexing it
-                return job.date
-            summary, _ = await read_summary(self._store, job.date)
-            if job_id in summary["commit_id"]:
-                job.commit_id = job_id
-                job.fail(f"{LEFT_BEHIND}, after it committed the date: its data counts")
-            else:
-                job.fail(LEFT_BEHIND)
-            try:
-                await self.jobs.replace(job, etag)
-            except PreconditionFailed:
-                continue
-            await self.jobs.index(job)
-            log.warning("job %s was left unfinished by a process that stopped", job_id)
-            return job.date
-        return None
-
-    async def _sweep_if_free(self, day: dt.date, holder: str) -> bool:
-        """Sweep a committed date a dead job wrote to, unless a live job holds it (that job
-        sweeps when it ends). A date with no commit keeps the dead job's files: they show
-        the date as incomplete until it is ingested again, which sweeps them."""
-        lease = await self.leases.take(date_lease_key(day), holder)
-        if lease is None:
-            return False
-        try:
-            if await fence_date(self._store, day, f"recovery of {holder}"):
-                await sweep_date(self._store, day)
-        finally:
-            await self.leases.release(lease)
-        return True
+    def _lose_date(self, running: RunningJob) -> None:
+        if running.date_lease is not None:
+            self._keeper.let_go(running.date_lease)
+            running.date_lease = None
 
     async def _quietly(self, action: Awaitable[object], what: str) -> None:
         try:
             await action
-        except StoreError as exc:
+        except (StoreError, PreconditionFailed) as exc:  # recovery's fence may lose its races
             log.error("could not %s: %s", what, exc)
 
     async def close(self) -> None:
         """Cancel running jobs; each records itself as interrupted."""
         self._closing = True
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
         tasks = [r.task for r in self._running.values() if r.task is not None]
         for task in tasks:
             task.cancel()
@@ -509,6 +389,3 @@ class JobRunner:
             if not running.job.finished:  # its task was cancelled before it ever ran
                 running.job.fail(INTERRUPTED)
                 await self._finish(running, swept=True)
-        if self._opened is not None:
-            await self._opened[1].close()
-        await self.resources.close()

@@ -138,7 +138,7 @@ class Scheduler:
         try:
             await self._seed()
             await self.check()
-        except StoreError as exc:
+        except (StoreError, PreconditionFailed) as exc:  # a job's creation can lose a race
             log.error("the schedule could not start its catch-up yet: %s", exc)
         except Exception:  # the schedule never stops the service from starting
             log.exception("the schedule's catch-up at start failed")
@@ -323,7 +323,7 @@ class Scheduler:
             self._wake.clear()
             try:
                 await self.check()
-            except StoreError as exc:
+            except (StoreError, PreconditionFailed) as exc:
                 log.warning("the schedule will try again: %s", exc)
                 continue
             except Exception:

@@ -1,21 +1,23 @@
 """Uploads: a city's day sent to `PUT /raw/{date}/{city_id}` as upstream would send it, stored
 and converted exactly as if fetched, and committed through the same path as an ingest.
 
-The body is streamed to a temporary file under a size cap (after gzip decoding), converted
-and validated before any job exists: a bad file changes nothing. Only then does a job of
-`source: upload` take the date's lease, upload both files under its own keys and commit a
-summary that keeps every other city's row as it was (`busstats.commit.upload_rows`).
+The body is streamed to a temporary file under a size cap (after gzip decoding; the API
+reads it, `busstats.api.uploads`), converted and validated before any job exists: a bad file
+changes nothing. Only then does a job of `source: upload` take the date's lease, upload both
+files under its own keys and commit a summary that keeps every other city's row as it was
+(`busstats.commit.upload_rows`).
+
+`Uploads` is what the API's handler calls: `receive` does all of it, given a function that
+writes the request's body into a file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import logging
 import time
-import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -32,6 +34,7 @@ from busstats.commit.dates import (
 )
 from busstats.core import metrics
 from busstats.core.clock import now
+from busstats.core.settings import Settings
 from busstats.ingest.citywork import (
     CityTask,
     ConversionLost,
@@ -43,9 +46,10 @@ from busstats.ingest.convert import ConversionResult, UnusableResponse
 from busstats.ingest.resources import ProcessResources
 from busstats.jobs.logs import log_city_finished, log_job_started
 from busstats.jobs.recorder import JobRecorder
-from busstats.model.cities import MAX_CITY_ID, City
-from busstats.model.jobs import CityStatus, JobRecord, JobStatus
+from busstats.model.cities import City
+from busstats.model.jobs import CityReport, CityStatus, JobRecord, JobSource, JobStatus
 from busstats.model.summaries import StoredCity
+from busstats.orchestration.runner import ConfirmLease, JobRunner
 from busstats.reference.client import Download, ReferenceClient, UpstreamError
 from busstats.storage import PreconditionFailed, Store, StoreError, store_down
 
@@ -53,114 +57,15 @@ log = logging.getLogger(__name__)
 
 COMMIT_SECONDS = 30.0
 """How long an upload's commit is retried while the store is down; the client waits that long."""
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
-"""zlib's window bits for a gzip member, header and trailer included."""
-_DECODE_STEP = 1 << 20
-"""Bytes of decoded output produced per step of gzip decoding: a small body cannot expand
-into more than this at once (a gzip bomb stops at the cap, one step past it at most)."""
 
 
 class UploadRefused(Exception):
-    """The upload cannot be used; nothing was stored. `status` is the HTTP status to answer."""
+    """The upload cannot be used; nothing was stored. `status` is the HTTP status to answer
+    (the API answers with it; both halves of an upload refuse with it)."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
-
-
-def day_of(text: str) -> dt.date:
-    """The date of an upload's path, spelled exactly YYYY-MM-DD, or UploadRefused(400).
-
-    >>> day_of("2024-05-01")
-    datetime.date(2024, 5, 1)
-    """
-    if len(text) == 10 and text.isascii():
-        try:
-            return dt.date.fromisoformat(text)
-        except ValueError:
-            pass
-    raise UploadRefused(400, f"the date {text[:40]!r} must be a real date as YYYY-MM-DD")
-
-
-def city_id_of(text: str) -> int:
-    """The city id of an upload's path, or UploadRefused(400).
-
-    >>> city_id_of("42")
-    42
-    """
-    if not text.isascii() or not text.isdigit() or int(text) > MAX_CITY_ID:
-        raise UploadRefused(
-            400, f"city id {text[:40]!r} is not a whole number from 0 to {MAX_CITY_ID}"
-        )
-    return int(text)
-
-
-def _too_large(max_bytes: int) -> UploadRefused:
-    return UploadRefused(
-        413,
-        f"the upload is larger than the cap of {max_bytes:,} bytes "
-        f"({max_bytes / 2**20:.4g} MiB, BUSSTATS_CITY_MAX_MB) once decoded",
-    )
-
-
-async def receive_body(
-    chunks: AsyncIterator[bytes],
-    dest: BinaryIO,
-    max_bytes: int,
-    content_encoding: str | None,
-    content_length: str | None = None,
-) -> Download:
-    """Write the (gzip-decoded) body to `dest`, never more than `max_bytes` of it, and
-    return its size and SHA-256. Stops reading at the cap: UploadRefused(413). An encoding
-    other than gzip or identity: 415; a broken gzip stream: 400. A gzip body of several
-    members (`cat a.gz b.gz`) is decoded whole, as `gzip -d` does, under the same cap.
-
-    >>> import asyncio, io
-    >>> async def body():
-    ...     yield b"[]"
-    >>> asyncio.run(receive_body(body(), io.BytesIO(), 10, None)).size
-    2
-    """
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding not in {"identity", "gzip", "x-gzip"}:
-        raise UploadRefused(
-            415, f"Content-Encoding {encoding[:40]!r} is not accepted; send gzip or nothing"
-        )
-    gzipped = encoding != "identity"
-    announced = content_length if content_length and content_length.isdigit() else None
-    if not gzipped and announced is not None and int(announced) > max_bytes:
-        raise _too_large(max_bytes)
-    decoder = zlib.decompressobj(wbits=_GZIP_WBITS) if gzipped else None
-    digest = hashlib.sha256()
-    size = 0
-
-    def write(data: bytes) -> None:
-        nonlocal size
-        if size + len(data) > max_bytes:
-            raise _too_large(max_bytes)
-        size += len(data)
-        digest.update(data)
-        dest.write(data)
-
-    try:
-        async for chunk in chunks:
-            if decoder is None:
-                write(chunk)
-                continue
-            pending = chunk
-            while pending:
-                if decoder.eof:  # the next member (RFC 1952 2.2), after any zero padding
-                    pending = pending.lstrip(b"\0")
-                    if not pending:
-                        break
-                    decoder = zlib.decompressobj(wbits=_GZIP_WBITS)
-                write(decoder.decompress(pending, _DECODE_STEP))
-                pending = decoder.unused_data if decoder.eof else decoder.unconsumed_tail
-        if decoder is not None and not decoder.eof:
-            raise UploadRefused(400, "the gzip body ends before its end (truncated)")
-    except zlib.error as exc:
-        raise UploadRefused(400, f"the body is not valid gzip: {exc}") from None
-    return Download(size=size, sha256=digest.hexdigest())
 
 
 async def identify_city(
@@ -260,7 +165,7 @@ class ConvertedUpload:
     def handed_over(self) -> ConvertedUpload:
         """The same upload with its files renamed away from the paths the request's
         `temp_files()` removes when the request ends (cancelled at shutdown, say): the job
-        owns them from here (`JobRunner.run_upload`), and removes them once it has ended."""
+        owns them from here (`Uploads.receive`), and removes them once it has ended."""
         raw_path = self.raw_path.with_name(f"{self.raw_path.stem}-job{self.raw_path.suffix}")
         parquet_path = self.parquet_path.with_name(
             f"{self.parquet_path.stem}-job{self.parquet_path.suffix}"
@@ -276,7 +181,7 @@ class ConvertedUpload:
 
 
 class UploadJob:
-    """The job of one upload, run by `JobRunner.run_upload` while it holds the date's lease
+    """The job of one upload, run by `JobRunner.run_to_end` while it holds the date's lease
     (`confirm_lease` renews it and raises if it was lost): store both files under the job's
     keys, commit the city into the date's summary, sweep, record the end."""
 
@@ -285,7 +190,7 @@ class UploadJob:
         recorder: JobRecorder,
         store: Store,
         upload: ConvertedUpload,
-        confirm_lease: Callable[[], Awaitable[None]],
+        confirm_lease: ConfirmLease,
     ) -> None:
         self.job: JobRecord = recorder.job
         self._recorder = recorder
@@ -358,4 +263,87 @@ class UploadJob:
                 job.date, previous, stored, job.job_id, self._upload.others
             ),
             self._confirm_lease,
+        )
+
+
+WriteBody = Callable[[BinaryIO, int], Awaitable[Download]]
+"""Writes an upload's body into the open file, at most the given number of bytes once
+decoded, and returns its size and hash; raises UploadRefused for a body it refuses."""
+
+
+class Uploads:
+    """Uploads of one process: received and converted before any job exists, then run as a
+    one-city job through `JobRunner` (see the module's docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        resources: ProcessResources,
+        client: ReferenceClient,
+        conversions: Conversions,
+        runner: JobRunner,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._resources = resources
+        self._client = client
+        self._conversions = conversions
+        self._runner = runner
+
+    async def receive(
+        self,
+        day: dt.date,
+        city_id: int,
+        city_name: str | None,
+        country: str | None,
+        write_body: WriteBody,
+    ) -> JobRecord:
+        """Identify the city, receive the body with `write_body` into a temporary file
+        (capped at `BUSSTATS_CITY_MAX_MB`), convert it, then run its job; returns the job
+        once it has ended (`JobRunner.run_to_end`). UploadRefused before any job exists."""
+        city, others = await identify_city(
+            self._store, self._client, day, city_id, city_name, country
+        )
+        with self._resources.temp_files() as (raw_path, parquet_path):
+            with raw_path.open("wb") as raw_file:
+                raw = await write_body(raw_file, self._settings.city_max_bytes)
+            result = await convert_upload(
+                self._resources,
+                self._conversions,
+                self._store.part_size,
+                city,
+                day,
+                raw_path,
+                parquet_path,
+                raw,
+            )
+            upload = ConvertedUpload(city, raw_path, parquet_path, raw, result, others)
+            # the job owns the files from here, whatever becomes of this request
+            return await self._run(day, upload.handed_over())
+
+    async def _run(self, day: dt.date, upload: ConvertedUpload) -> JobRecord:
+        """Run the upload's job; it owns `upload`'s files, and removes them once it has ended
+        (here if it never starts)."""
+        try:
+            job = JobRecord.new(day, JobSource.UPLOAD)
+            result = upload.result
+            job.cities = [
+                CityReport(
+                    city_id=upload.city.id,
+                    city_name=upload.city.name,
+                    country=upload.city.country,
+                    raw_bytes=upload.raw.size,
+                    rows=result.rows,
+                    invalid_rows=result.invalid_rows,
+                    invalid_examples=result.invalid_examples,
+                )
+            ]
+        except BaseException:
+            upload.discard()
+            raise
+        return await self._runner.run_to_end(
+            job,
+            lambda recorder, confirm: UploadJob(recorder, self._store, upload, confirm),
+            upload.discard,
         )

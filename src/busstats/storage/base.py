@@ -15,13 +15,16 @@ class ObjectNotFound(StoreError):
     """No object under the key asked for."""
 
 
-class PreconditionFailed(StoreError):
-    """A conditional write lost: the object already exists, or changed since it was read."""
+class PreconditionFailed(Exception):
+    """A conditional write lost: the object already exists, or changed since it was read.
+
+    Not a StoreError: the store answered, and another writer was first (a lost race). A
+    caller decides what a lost race means for it; retrying the same write never helps."""
 
 
 def store_down(exc: Exception) -> bool:
     """Whether to try again: the store failed, rather than refusing a conditional write."""
-    return isinstance(exc, StoreError) and not isinstance(exc, PreconditionFailed)
+    return isinstance(exc, StoreError)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from busstats.api import state
 from busstats.api.operations import STORE_DOWN, Answer, operation
 from busstats.api.params import NoQuery
 from busstats.api.responses import error_response, json_response
+from busstats.core.errors import NotFound
 from busstats.model.backfills import BackfillRecord
 from busstats.model.payloads import ErrorBody
 from busstats.orchestration.backfills import BackfillEnded
@@ -41,7 +42,7 @@ async def get_backfill(request: Request, _: NoQuery) -> Response:
     backfill_id: str = request.path_params["backfill_id"]
     record = await state.backfills(request).find(backfill_id)
     if record is None:
-        return error_response(f"no backfill with id {backfill_id!r}", 404)
+        raise NotFound(f"no backfill with id {backfill_id!r}")
     return json_response(record)
 
 
@@ -66,8 +67,6 @@ async def cancel_backfill(request: Request, _: NoQuery) -> Response:
     backfill_id: str = request.path_params["backfill_id"]
     try:
         record = await state.backfills(request).cancel(backfill_id)
-    except KeyError:
-        return error_response(f"no backfill with id {backfill_id!r}", 404)
     except (CannotCancel, BackfillEnded) as exc:
         return error_response(str(exc), 409)
     return json_response(record, 200 if record.finished else 202)

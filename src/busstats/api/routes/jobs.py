@@ -13,6 +13,7 @@ from busstats.api import state
 from busstats.api.operations import BAD_INPUT, STORE_DOWN, Answer, operation
 from busstats.api.params import BadRequest, Day, NoQuery, Query, in_order
 from busstats.api.responses import error_response, json_response
+from busstats.core.errors import NotFound
 from busstats.core.settings import Settings
 from busstats.jobs import index as jobindex
 from busstats.jobs.index import JobFilter
@@ -120,7 +121,7 @@ async def get_job(request: Request, _: NoQuery) -> Response:
     job_id: str = request.path_params["job_id"]
     job = await state.runner(request).find(job_id)
     if job is None:
-        return error_response(f"no job with id {job_id!r}", 404)
+        raise NotFound(f"no job with id {job_id!r}")
     return json_response(job)
 
 
@@ -145,8 +146,6 @@ async def cancel_job(request: Request, _: NoQuery) -> Response:
     job_id: str = request.path_params["job_id"]
     try:
         job = await state.runner(request).cancel(job_id)
-    except KeyError:
-        return error_response(f"no job with id {job_id!r}", 404)
     except CannotCancel as exc:
         return error_response(str(exc), 409)
     return json_response(job)

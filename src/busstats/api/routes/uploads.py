@@ -1,9 +1,9 @@
-"""`PUT /raw/{date}/{city_id}`: the HTTP side of an upload (its job is
-`busstats.orchestration.uploads`)."""
+"""`PUT /raw/{date}/{city_id}`: the HTTP side of an upload (its path and body are read by
+`busstats.api.uploads`, its job is `busstats.orchestration.uploads`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import msgspec
 from starlette.requests import ClientDisconnect, Request
@@ -13,18 +13,12 @@ from busstats.api import state
 from busstats.api.operations import Answer, RequestBody, operation
 from busstats.api.params import Day, Query
 from busstats.api.responses import error_response, json_response
+from busstats.api.uploads import city_id_of, day_of, receive_body
 from busstats.model.cities import CityId
 from busstats.model.jobs import JobRecord
 from busstats.model.payloads import ErrorBody
-from busstats.orchestration.uploads import (
-    ConvertedUpload,
-    UploadRefused,
-    city_id_of,
-    convert_upload,
-    day_of,
-    identify_city,
-    receive_body,
-)
+from busstats.orchestration.uploads import UploadRefused
+from busstats.reference.client import Download
 
 
 class UploadQuery(Query, frozen=True):
@@ -83,37 +77,22 @@ class UploadPath(msgspec.Struct, frozen=True):
 async def put_raw(request: Request, query: UploadQuery) -> Response:
     """An upload of a city's day as upstream sends it (docs/api.md): validated and converted
     before anything is recorded, then stored and committed by a job like a fetch."""
-    runner = state.runner(request)
-    settings = state.settings(request)
-    store = state.store(request)
+
+    async def write_body(dest: BinaryIO, max_bytes: int) -> Download:
+        return await receive_body(
+            request.stream(),
+            dest,
+            max_bytes,
+            request.headers.get("content-encoding"),
+            request.headers.get("content-length"),
+        )
+
     try:
         day = day_of(request.path_params["date"])
         city_id = city_id_of(request.path_params["city_id"])
-        city, others = await identify_city(
-            store, runner.reference_client(), day, city_id, query.city_name, query.country
+        job = await state.uploads(request).receive(
+            day, city_id, query.city_name, query.country, write_body
         )
-        with runner.resources.temp_files() as (raw_path, parquet_path):
-            with raw_path.open("wb") as raw_file:
-                raw = await receive_body(
-                    request.stream(),
-                    raw_file,
-                    settings.city_max_bytes,
-                    request.headers.get("content-encoding"),
-                    request.headers.get("content-length"),
-                )
-            result = await convert_upload(
-                runner.resources,
-                runner.executor.conversions,
-                store.part_size,
-                city,
-                day,
-                raw_path,
-                parquet_path,
-                raw,
-            )
-            upload = ConvertedUpload(city, raw_path, parquet_path, raw, result, others)
-            # the job owns the files from here, whatever becomes of this request
-            job = await runner.run_upload(day, upload.handed_over())
     except UploadRefused as exc:
         return error_response(str(exc), exc.status)
     except ClientDisconnect:
