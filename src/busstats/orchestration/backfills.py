@@ -14,12 +14,14 @@ interrupted; or its process died: recovery in any process ends it). An interrupt
 cancelled backfill is not resumed: `dates_left` says which dates to ask for again. The
 process's `LeaseKeeper` renews the backfills' leases with its jobs' and runs `recover`.
 
->>> backfills = Backfills(store, settings, keeper, runner)
->>> record = await backfills.start(dt.date(2024, 1, 1), dt.date(2024, 12, 31))
->>> record.status, record.status_url
-(<BackfillStatus.RUNNING: 'running'>, '/backfills/...')
->>> (await backfills.cancel(record.backfill_id)).status
-<BackfillStatus.CANCELLED: 'cancelled'>
+Example (not run: it needs a service)::
+
+    backfills = Backfills(store, settings, keeper, runner)
+    record = await backfills.start(dt.date(2024, 1, 1), dt.date(2024, 12, 31))
+    record.status, record.status_url
+    # -> (<BackfillStatus.RUNNING: 'running'>, '/backfills/...')
+    (await backfills.cancel(record.backfill_id)).status
+    # -> <BackfillStatus.CANCELLED: 'cancelled'>
 """
 
 from __future__ import annotations

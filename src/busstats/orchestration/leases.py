@@ -15,10 +15,12 @@ process stopped renewing them: it died), take each over (so a holder that is sti
 can neither renew it nor write its record), end the record, give the lease back. Leases this
 process holds are never touched.
 
->>> keeper = LeaseKeeper(store, settings)
->>> held = await keeper.take(job_lease_key(job_id), job_id, on_lost=lambda exc: stop())
->>> await keeper.confirm(held)       # LeaseLost if another process took it
->>> await keeper.release(held)
+Example (not run: it needs a store)::
+
+    keeper = LeaseKeeper(store, settings)
+    held = await keeper.take(job_lease_key(job_id), job_id, on_lost=lambda exc: stop())
+    await keeper.confirm(held)       # LeaseLost if another process took it
+    await keeper.release(held)
 """
 
 from __future__ import annotations

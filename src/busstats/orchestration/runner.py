@@ -179,9 +179,11 @@ class JobRunner:
         recording it), and return its record; for a job this process does not run, its
         record as stored (None if there is none).
 
-        >>> job = await runner.submit(day)
-        >>> (await runner.wait_for_end(job.job_id)).finished
-        True
+        Example (not run: it needs a service)::
+
+            job = await runner.submit(day)
+            (await runner.wait_for_end(job.job_id)).finished
+            # -> True
         """
         running = self._running.get(job_id)
         if running is None or running.task is None:
@@ -269,9 +271,11 @@ class JobRunner:
         (the store is down: recording goes on in the background). `cleanup` runs once the
         job has ended (or was never started), even if the caller is cancelled meanwhile.
 
-        >>> job = await runner.run_to_end(job, upload_work, upload.discard)
-        >>> job.finished
-        True
+        Example (not run: it needs a service)::
+
+            job = await runner.run_to_end(job, upload_work, upload.discard)
+            job.finished
+            # -> True
         """
         try:
             running = await self._start(

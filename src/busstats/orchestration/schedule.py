@@ -9,10 +9,12 @@ the job and writes the job's id into the marker. A marker that names no job afte
 `lease_seconds` was left by a process that died between the two writes: it is taken over
 (`If-Match`) and the day fires again. See docs/schedule.md.
 
->>> scheduler = Scheduler(store, settings, submit=runner.submit, job_exists=job_exists)
->>> await scheduler.start()                       # seeds the state, catches up, starts the task
->>> await scheduler.change(enabled=True, at="06:00", lag_days=1)
->>> (await scheduler.view()).next_date            # the day the next fire ingests
+Example (not run: it needs a store and a runner)::
+
+    scheduler = Scheduler(store, settings, submit=runner.submit, job_exists=job_exists)
+    await scheduler.start()                       # seeds the state, catches up, starts the task
+    await scheduler.change(enabled=True, at="06:00", lag_days=1)
+    (await scheduler.view()).next_date            # the day the next fire ingests
 """
 
 from __future__ import annotations

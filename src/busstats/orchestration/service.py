@@ -6,10 +6,12 @@ folder), the reference client, the executor, the lease keeper (and the recoverie
 the job runner, the backfills, the schedule and the uploads. Each part is handed only what
 it uses; none reaches through another for a third.
 
->>> service = Service(store, settings)
->>> await service.open()          # resources, recovery, lease keeping, the schedule
->>> job = await service.runner.submit(day)
->>> await service.close()         # running jobs and backfills end interrupted
+Example (not run: it needs a store)::
+
+    service = Service(store, settings)
+    await service.open()          # resources, recovery, lease keeping, the schedule
+    job = await service.runner.submit(day)
+    await service.close()         # running jobs and backfills end interrupted
 """
 
 from __future__ import annotations
