@@ -16,8 +16,7 @@ from busstats.ingest.citywork import CityOutcome, CityTask, CityTools, run_city
 from busstats.ingest.resources import ProcessResources
 from busstats.model.cities import City
 from busstats.model.jobs import CityStatus
-from busstats.reference.client import DateSpelling
-from busstats.reference.settings_client import reference_client
+from busstats.reference.client import DateSpelling, ReferenceClient
 from busstats.reference.sim import CITIES, Fault, SimulatorConfig
 from busstats.storage import Store
 from busstats.storage.keys import parquet_key, raw_key
@@ -45,7 +44,7 @@ async def test_a_city_is_stored_under_the_run_keys_and_a_broken_one_is_reported(
     config = SimulatorConfig(rows=(20, 20), max_latency=0.01, faults={BROKEN.id: Fault.HTML})
     async with simulator(config) as sim:
         settings = Settings(store="unused", reference_url=sim.url, reference_attempts=1)
-        client = reference_client(
+        client = ReferenceClient.from_settings(
             settings, resources.session, DateSpelling(settings.reference_date_param)
         )
         tools = CityTools(client, store, resources, ThreadConversions())

@@ -20,8 +20,7 @@ from busstats.core.settings import Settings
 from busstats.executors.conversions import ThreadConversions
 from busstats.ingest.citywork import CityOutcome, CityTask, CityTools, run_city
 from busstats.ingest.resources import ProcessResources
-from busstats.reference.client import DateSpelling
-from busstats.reference.settings_client import reference_client
+from busstats.reference.client import DateSpelling, ReferenceClient
 from busstats.storage import open_store
 
 _tools: dict[Settings, CityTools] = {}
@@ -63,7 +62,7 @@ async def _open_tools(settings: Settings) -> CityTools:
     await resources.open()
     store = await open_store(settings)
     spelling = DateSpelling(settings.reference_date_param)
-    client = reference_client(settings, resources.session, spelling)
+    client = ReferenceClient.from_settings(settings, resources.session, spelling)
     return CityTools(client, store, resources, ThreadConversions())
 
 

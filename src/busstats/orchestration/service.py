@@ -32,7 +32,6 @@ from busstats.orchestration.runner import ConfirmLease, JobRunner
 from busstats.orchestration.schedule import Scheduler
 from busstats.orchestration.uploads import Uploads
 from busstats.reference.client import DateSpelling, ReferenceClient
-from busstats.reference.settings_client import reference_client
 from busstats.storage import Store
 
 
@@ -68,7 +67,9 @@ class Service:
         dead writers left, end the jobs and backfills dead processes left, start renewing
         leases, and start the schedule."""
         await self.resources.open()
-        client = reference_client(self.settings, self.resources.session, self._date_spelling)
+        client = ReferenceClient.from_settings(
+            self.settings, self.resources.session, self._date_spelling
+        )
         executor = executor_for(self.settings, client, self.store, self.resources)
         uploads = Uploads(
             self.store, self.settings, self.resources, client, executor.conversions, self.runner

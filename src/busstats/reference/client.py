@@ -24,7 +24,7 @@ from yarl import URL
 
 from busstats.core import metrics
 from busstats.core.excerpt import excerpt
-from busstats.core.settings import DateParam
+from busstats.core.settings import DateParam, Settings
 from busstats.model.cities import City, RejectedCity
 from busstats.reference.cities import CityList, CityListError, parse_city_list
 
@@ -174,6 +174,30 @@ class ReferenceClient:
         self._shown_base = str(URL(self._base_url).with_user(None))
         """For logs: the base URL without credentials."""
         self._spelling = date_spelling
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, session: aiohttp.ClientSession, spelling: DateSpelling
+    ) -> ReferenceClient:
+        """A client of `settings.reference_url` with the settings' retries and per-city
+        limits: what every place running city work (the job runner, a Dask worker) builds.
+
+        `spelling` is shared by every client of one process: the date parameter it learns
+        once spares later jobs a wasted `400`.
+
+        Example (not run: it needs the process's session)::
+
+            settings = Settings()
+            spelling = DateSpelling(settings.reference_date_param)
+            client = ReferenceClient.from_settings(settings, resources.session, spelling)
+        """
+        retry = RetryPolicy(
+            attempts=settings.reference_attempts,
+            wait_initial=settings.reference_backoff_seconds,
+            wait_max=max(8.0, settings.reference_backoff_seconds),
+        )
+        limits = DownloadLimits(settings.city_max_seconds, settings.city_max_bytes)
+        return cls(session, settings.reference_url, spelling, retry, limits)
 
     async def cities(self) -> CityList:
         """The cities upstream lists; malformed entries are set aside in `rejected`.
