@@ -1,5 +1,6 @@
 """What all jobs of one process share, so every limit holds for the process, not per job:
-city slots, the bytes-in-flight budget, one HTTP connection pool and one temporary folder."""
+city slots, the bytes-in-flight budget (`ByteBudget`), one HTTP connection pool and one
+temporary folder."""
 
 from __future__ import annotations
 
@@ -11,17 +12,42 @@ import shutil
 import socket
 import tempfile
 import uuid
-from collections.abc import Generator
+from collections.abc import AsyncGenerator, Generator
 from pathlib import Path
 
 import aiohttp
 
 from busstats.core.processes import pid_alive
 from busstats.core.settings import Settings
-from busstats.ingest.budget import ByteBudget
 
 log = logging.getLogger(__name__)
 _FOLDER_PREFIX = "proc-"
+
+
+class ByteBudget:
+    """Cities reserve bytes before the memory-heavy steps (converting, uploading) and wait
+    while the budget is spent, so memory follows the budget rather than the city count.
+
+    A reservation above the whole budget is cut to the budget: one city always fits.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._used = 0
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, amount: int) -> AsyncGenerator[None]:
+        amount = min(amount, self.capacity)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._used + amount <= self.capacity)
+            self._used += amount
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._used -= amount
+                self._changed.notify_all()
 
 
 class ProcessResources:

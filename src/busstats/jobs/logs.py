@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
+from busstats.core.clock import now
 from busstats.model.jobs import CityReport, CityStatus, JobRecord, JobStatus
 
 jobs_log = logging.getLogger("busstats.jobs")
@@ -77,5 +77,5 @@ def log_city_finished(job: JobRecord, report: CityReport) -> None:
 def job_seconds(job: JobRecord) -> float:
     """From the job's start (or creation, if it never started) to its end, or to now."""
     began = job.started_at or job.created_at
-    ended = job.finished_at or dt.datetime.now(dt.UTC)
+    ended = job.finished_at or now()
     return round((ended - began).total_seconds(), 3)

@@ -13,6 +13,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from busstats.core.clock import now
 from busstats.core import metrics
 from busstats.storage.base import (
     ObjectNotFound,
@@ -229,7 +230,7 @@ class S3Store:
     async def remove_leftovers(self, older_than: dt.timedelta = dt.timedelta(hours=6)) -> int:
         """Abort multipart uploads started longer ago than `older_than` that no process
         completed (a kill -9 mid-upload leaves them, billed but invisible); returns how many."""
-        cutoff = dt.datetime.now(dt.UTC) - older_than
+        cutoff = now() - older_than
         aborted = 0
         async with _translated_errors("list multipart uploads"):
             paginator = self._client.get_paginator("list_multipart_uploads")
