@@ -109,7 +109,7 @@ async def test_a_zombie_that_learns_it_lost_its_date_does_not_sweep_the_new_owne
         store_c = await open_s3_store(proxy_c.url, bucket, attempts=1)
         a = await started(store_a, settings(bucket, proxy_a.url, sim.url, lease_renew_seconds=600))
         b = Service(direct, settings(bucket, moto.url, sim.url))
-        c = await started(store_c, settings(bucket, proxy_c.url, sim.url))
+        c: Service | None = None
         try:
             first = await a.runner.submit(DAY)
             async with asyncio.timeout(30):
@@ -123,6 +123,10 @@ async def test_a_zombie_that_learns_it_lost_its_date_does_not_sweep_the_new_owne
             await until_expired(direct, job_lease_key(job.job_id))
             await until_expired(direct, date_lease_key(DAY))
             await b.recover()
+            # C starts only now: its own recovery (at start, then on its keeper's timer) has
+            # nothing left to do, so the summary PUT held below is its job's commit, never a
+            # fence of its recovery racing B's on a loaded machine.
+            c = await started(store_c, settings(bucket, proxy_c.url, sim.url))
             # C, a new job for the date, uploads its files; its commit is held.
             proxy_c.hold("PUT", rf"/summary/{DAY}\.parquet$")
             new = await c.runner.submit(DAY)
@@ -155,7 +159,8 @@ async def test_a_zombie_that_learns_it_lost_its_date_does_not_sweep_the_new_owne
             assert final.status is JobStatus.SUCCEEDED, msgspec.json.encode(final)
         finally:
             await a.close()
-            await c.close()
+            if c is not None:
+                await c.close()
             await store_a.close()
             await store_c.close()
             await direct.close()
