@@ -3,9 +3,9 @@ from __future__ import annotations
 import asyncio
 
 from busstats.core.settings import Settings
-from busstats.ingest.resources import ByteBudget
 from busstats.ingest.citywork import memory_needed
 from busstats.ingest.convert import SLICE_BYTES
+from busstats.ingest.resources import ByteBudget
 from busstats.storage.s3 import PART_SIZE
 
 

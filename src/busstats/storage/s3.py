@@ -13,8 +13,8 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from busstats.core.clock import now
 from busstats.core import metrics
+from busstats.core.clock import now
 from busstats.storage.base import (
     ObjectNotFound,
     PreconditionFailed,
