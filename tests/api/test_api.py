@@ -181,3 +181,18 @@ async def test_a_store_that_is_a_file_answers_503_on_every_route(
         assert (await api.get("/health")).status_code == 200
         response = await api.request(method, path)
         expect_error(response, 503, "store is unavailable", str(not_a_folder))
+
+
+@pytest.mark.parametrize("kind", ["jobs", "backfills"])
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_an_unreadable_record_is_503_naming_it(
+    tmp_path: Path, kind: str, method: str
+) -> None:
+    """A record the store holds damaged: the answer says which object, never a 500."""
+    record_id = "deadbeef" * 4
+    folder = tmp_path / "store" / kind
+    folder.mkdir(parents=True)
+    (folder / f"{record_id}.json").write_bytes(b'{"job_id": "deadbeef", "x": tru')
+    async with app_client(settings_over(tmp_path / "store")) as api:
+        response = await api.request(method, f"/{kind}/{record_id}")
+    expect_error(response, 503, f"{kind}/{record_id}.json is unreadable")

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from busstats.core.clock import now
 from busstats.core.settings import Settings
@@ -146,3 +147,52 @@ async def test_the_one_keeper_renews_tells_the_owner_of_a_lost_lease_and_recover
         assert stored.body.owner == keeper.owner
     finally:
         await keeper.close()
+
+
+GHOST = "deadbeef" * 4
+"""A job id whose record a test damages."""
+
+
+def leave_unreadable_records(root: Path) -> None:
+    """An expired lease of a stopped process, for a job and for a backfill, whose records are
+    truncated JSON: what a damaged store, or a tool that wrote it, leaves."""
+    for kind in ("jobs", "backfills"):
+        (root / kind / "running").mkdir(parents=True, exist_ok=True)
+        expired = LeaseBody(
+            holder=GHOST, owner="ghost:1:abc", expires_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+        )
+        (root / kind / "running" / GHOST).write_bytes(msgspec.json.encode(expired))
+        (root / kind / f"{GHOST}.json").write_bytes(
+            b'{"job_id": "' + GHOST.encode() + b'", "x": tru'
+        )
+
+
+async def test_an_unreadable_record_left_behind_stops_neither_the_start_nor_the_keeper(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Recovery skips a record it cannot read (and says so, each round); the process starts,
+    and its keeper goes on renewing its own leases and looking for work left behind."""
+    store = LocalStore(tmp_path / "store")
+    leave_unreadable_records(tmp_path / "store")
+    service = Service(
+        store, Settings(store=str(tmp_path / "store"), lease_seconds=2.0, lease_renew_seconds=0.2)
+    )
+    await service.open()  # at start: both records are skipped, nothing raised
+    try:
+        held = await service.keeper.take(job_lease_key("mine"), "mine")
+        assert held is not None
+        first_expiry = held.lease.body.expires_at
+
+        def skipped(kind: str) -> int:
+            return sum(
+                f"could not end {kind}/running/{GHOST}" in record.getMessage()
+                for record in caplog.records
+            )
+
+        # two rounds on the keeper's timer after the one at start: the loop outlived them
+        async with asyncio.timeout(60):
+            while skipped("jobs") < 3 or skipped("backfills") < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert held.lease.body.expires_at > first_expiry, "the keeper stopped renewing"
+    finally:
+        await service.close()

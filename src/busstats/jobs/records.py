@@ -10,7 +10,7 @@ from busstats.model.jobs import (
     JobStatus,
     valid_job_id,
 )
-from busstats.storage import ObjectNotFound, Store, Versioned
+from busstats.storage import ObjectNotFound, Store, Versioned, decode_stored
 from busstats.storage.keys import job_index_key, job_key
 
 
@@ -62,7 +62,7 @@ class JobStore:
             found: Versioned = await self._store.get_versioned(job_key(job_id))
         except ObjectNotFound:
             return None
-        return msgspec.json.decode(found.data, type=JobRecord), found.etag
+        return decode_stored(found.data, JobRecord, job_key(job_id)), found.etag
 
     async def load(self, job_id: str) -> JobRecord | None:
         found = await self.load_versioned(job_id)

@@ -48,7 +48,14 @@ from busstats.model.backfills import (
 from busstats.model.jobs import JobRecord, JobStatus, valid_job_id
 from busstats.orchestration.leases import HeldLease, LeaseKeeper
 from busstats.orchestration.runner import INTERRUPTED, CannotCancel, JobRunner
-from busstats.storage import ObjectNotFound, PreconditionFailed, Store, StoreError, store_down
+from busstats.storage import (
+    ObjectNotFound,
+    PreconditionFailed,
+    Store,
+    StoreError,
+    decode_stored,
+    store_down,
+)
 from busstats.storage.keys import backfill_key, backfill_lease_key
 from busstats.storage.leases import LeaseLost
 
@@ -330,7 +337,7 @@ class Backfills:
             found = await self._store.get_versioned(backfill_key(backfill_id))
         except ObjectNotFound:
             return None
-        return msgspec.json.decode(found.data, type=BackfillRecord), found.etag
+        return decode_stored(found.data, BackfillRecord, backfill_key(backfill_id)), found.etag
 
     def stop_all(self) -> None:
         """The service is stopping: no backfill creates another job. Then close the job

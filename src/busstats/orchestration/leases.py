@@ -169,7 +169,12 @@ class LeaseKeeper:
             taken = await self._leases.take(key, key.removeprefix(prefix))
             if taken is None:
                 continue
-            if await end(key.removeprefix(prefix)):
+            try:
+                ended = await end(key.removeprefix(prefix))
+            except StoreError as exc:  # this one record (unreadable, say): the others go on
+                log.error("could not end %s, left behind by a stopped process: %s", key, exc)
+                continue  # the lease taken expires; a later round tries again
+            if ended:
                 await self._leases.release(taken)
 
     async def _keep(self) -> None:
@@ -186,6 +191,8 @@ class LeaseKeeper:
                         await recover()
                     except (StoreError, PreconditionFailed) as exc:  # a fence lost its races
                         log.error("could not look for %s left behind: %s", what, exc)
+                    except Exception:  # never the end of renewals: a bug, logged whole
+                        log.exception("looking for %s left behind failed", what)
 
     async def _renew(self, held: HeldLease) -> None:
         """Renew one lease, giving up well within the lease's length. A renewal given up on
@@ -197,3 +204,5 @@ class LeaseKeeper:
             held.on_lost(exc)
         except (StoreError, TimeoutError) as exc:
             log.warning("could not renew lease %s yet: %r", held.key, exc)
+        except Exception:  # a bug: logged whole, and the other leases go on being renewed
+            log.exception("renewing lease %s failed", held.key)

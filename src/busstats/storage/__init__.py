@@ -9,7 +9,9 @@ from busstats.storage.base import (
     ScanTarget,
     Store,
     StoreError,
+    UnreadableObject,
     Versioned,
+    decode_stored,
     store_down,
 )
 from busstats.storage.local import LocalStore
@@ -23,7 +25,9 @@ __all__ = [
     "ScanTarget",
     "Store",
     "StoreError",
+    "UnreadableObject",
     "Versioned",
+    "decode_stored",
     "open_store",
     "store_down",
 ]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -13,6 +17,28 @@ class StoreError(Exception):
 
 class ObjectNotFound(StoreError):
     """No object under the key asked for."""
+
+
+class UnreadableObject(StoreError):
+    """An object under a known key holds what does not decode as the record stored there
+    (damaged, or written by something else): the store is no use for that record until an
+    operator repairs or removes the object, which the message names."""
+
+
+def decode_stored(data: bytes, kind: type[T], key: str) -> T:
+    """`data`, the object under `key`, decoded as `kind`; UnreadableObject if it is not one.
+
+    >>> decode_stored(b'{"x": 1}', dict[str, int], "a")
+    {'x': 1}
+    >>> decode_stored(b'{"x": tru', dict[str, int], "a")
+    Traceback (most recent call last):
+    ...
+    busstats.storage.base.UnreadableObject: the object a is unreadable: Input data was truncated
+    """
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise UnreadableObject(f"the object {key} is unreadable: {exc}") from None
 
 
 class PreconditionFailed(Exception):
