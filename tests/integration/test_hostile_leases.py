@@ -67,12 +67,15 @@ async def test_one_slow_renewal_does_not_cost_the_other_jobs_of_the_process_thei
     """The keeper renews every lease of the process one after the other: while one renewal
     hangs (an S3 call may take up to read_timeout 60 s x attempts, longer than a 30 s lease),
     every other job's lease expires, and any other process ends those healthy jobs."""
-    slow_cities = SimulatorConfig(rows=(5, 10), min_latency=20, max_latency=20)
+    slow_cities = SimulatorConfig(rows=(5, 10), min_latency=60, max_latency=60)
     async with simulator(slow_cities) as sim, late_requests(moto.url) as proxy:
         direct = await open_s3_store(moto.url, bucket)
         store_a = await open_s3_store(proxy.url, bucket, attempts=1)
-        a = await started(store_a, settings(bucket, proxy.url, sim.url))
-        b = Service(direct, settings(bucket, moto.url, sim.url))
+        # Leases of 6 s: a renewal may take 2 s (a third of it), which a loaded moto needs;
+        # with 2 s leases every renewal timed out on a busy machine, not just the held one.
+        lease = {"lease_seconds": 6.0, "lease_renew_seconds": 0.5}
+        a = await started(store_a, settings(bucket, proxy.url, sim.url, **lease))
+        b = Service(direct, settings(bucket, moto.url, sim.url, **lease))
         try:
             first = await a.runner.submit(DAY)
             second = await a.runner.submit(OTHER_DAY)
@@ -84,7 +87,7 @@ async def test_one_slow_renewal_does_not_cost_the_other_jobs_of_the_process_thei
             # keeper that gives up on the slow request and renews the others never lets them.
             for job in (second, first):
                 with contextlib.suppress(TimeoutError):
-                    await until_expired(direct, job_lease_key(job.job_id), limit=2.5)
+                    await until_expired(direct, job_lease_key(job.job_id), limit=6.5)
             await b.recover()
             record = await JobStore(direct).load(second.job_id)
             assert record is not None

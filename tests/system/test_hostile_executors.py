@@ -301,7 +301,11 @@ async def test_a_restarted_scheduler_runs_later_cities_never_hangs(
     with dask_cluster(port) as scheduler:
         await asyncio.to_thread(workers_up, address)
         running = asyncio.create_task(executor.run_city(tasks(1)[0]))
-        await asyncio.sleep(1.5)  # the city waits on the reference server, on the worker
+        # the city runs on a worker (where it waits on the silent reference server): a
+        # bounded poll of the scheduler, not a guess at how long that takes
+        async with asyncio.timeout(30):
+            while not await asyncio.to_thread(tasks_processing, address):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
         scheduler.kill()
         scheduler.wait(timeout=30)
         async with asyncio.timeout(30):
@@ -315,3 +319,10 @@ async def test_a_restarted_scheduler_runs_later_cities_never_hangs(
     assert later.status == CityStatus.FAILED, later
     assert "unreachable" not in (later.error or "unreachable"), later  # it ran on the worker
     assert time.monotonic() - started < DASK_CONNECT_SECONDS + 30
+
+
+def tasks_processing(scheduler: str) -> int:
+    """How many tasks the scheduler's workers are running now."""
+    with Client(scheduler, timeout=10) as client:
+        running: dict[str, list[str]] = client.processing()  # pyright: ignore[reportUnknownMemberType, reportAssignmentType]
+    return sum(len(keys) for keys in running.values())
