@@ -263,6 +263,8 @@ def test_an_empty_array_gives_an_empty_typed_file(tmp_path: Path) -> None:
         (b"rows: none today", "not a JSON array"),
         (b'[{"departure-time": "2024-05-01T06:21:00", "bus-ty', "not a JSON array"),
         (b'[{"departure-time": "2024-05-01T06:21:00",,]', "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "too deeply"),  # was a RecursionError: a 500
+        (b"[{}, " + b"[" * 100_000 + b"]" * 100_000 + b"]", "too deeply"),
     ],
 )
 def test_a_response_that_is_no_json_array_fails_as_a_whole(

@@ -189,6 +189,9 @@ def convert_file(
             raise UnusableResponse(str(exc)) from None
 
 
+TOO_DEEP = "the response nests JSON arrays or objects too deeply to be rows of buses"
+
+
 class _SliceUndecodable(Exception):
     pass
 
@@ -244,10 +247,16 @@ def _decode_rows(text: bytes) -> tuple[list[UpstreamRow], list[int] | None, list
         pass  # some item is off; decode item by item to find which
     except msgspec.DecodeError as exc:
         raise _SliceUndecodable(f"the response is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _SliceUndecodable(TOO_DEEP) from None
     rows: list[UpstreamRow] = []
     positions: list[int] = []
     bad: list[tuple[int, str]] = []
-    for index, item in enumerate(_RAW_ITEMS.decode(text)):
+    try:
+        items = _RAW_ITEMS.decode(text)
+    except RecursionError:
+        raise _SliceUndecodable(TOO_DEEP) from None
+    for index, item in enumerate(items):
         try:
             rows.append(_ROW.decode(item))
             positions.append(index)
