@@ -113,6 +113,14 @@ TIMEOUT = "expected a number from 0.1 to 3600"
         ("BUSSTATS_EXECUTOR", "processes", "expected one of `local`, `threads`, `dask`"),
         ("BUSSTATS_SCHEDULE_AT", "7am", "expected text like `06:30` or `06:30:00`"),
         ("BUSSTATS_STORE", "s3://", "does not name a bucket"),
+        ("BUSSTATS_STORE", "s3://a/b/c", "does not name a bucket"),
+        ("BUSSTATS_STORE", "s3:///abc", "does not name a bucket"),
+        ("BUSSTATS_STORE", "s3://Bus_Data", "does not name a bucket"),
+        ("BUSSTATS_STORE", "S3://bus-data", "write the scheme in lower case"),
+        ("BUSSTATS_S3_ENDPOINT_URL", "junk", "expected an http:// or https:// URL with a host"),
+        ("BUSSTATS_S3_ENDPOINT_URL", "http://127.0.0.1:abc", "the port must be a number"),
+        ("BUSSTATS_REFERENCE_URL", "not a url", "expected an http:// or https:// URL"),
+        ("BUSSTATS_REFERENCE_URL", "ftp://x", "expected an http:// or https:// URL"),
     ],
 )
 def test_unusable_values_are_refused_with_the_variable_named(
@@ -185,7 +193,7 @@ def test_the_default_region_is_read_when_the_region_is_unset_or_empty() -> None:
         ),
         (
             {"BUSSTATS_EXECUTOR": "dask"},
-            "BUSSTATS_EXECUTOR='dask' and BUSSTATS_DASK_SCHEDULER=None: the dask executor needs"
+            "BUSSTATS_EXECUTOR='dask' and BUSSTATS_DASK_SCHEDULER unset: the dask executor needs"
             " a scheduler, and a scheduler is used only by the dask executor",
         ),
         (
@@ -275,6 +283,8 @@ def test_env_names_follow_the_fields_except_the_listed_ones() -> None:
 def test_unknown_busstats_variables_are_reported() -> None:
     env = {"BUSSTATS_CITY_CONCURENCY": "8", "BUSSTATS_STORE": "x", "PATH": "/bin"}
     assert unknown_variables(env) == ["BUSSTATS_CITY_CONCURENCY"]
+    # a name in lower case is not read (names are upper case): it is reported, not ignored
+    assert unknown_variables({"busstats_city_concurrency": "3"}) == ["busstats_city_concurrency"]
 
 
 @pytest.mark.parametrize(

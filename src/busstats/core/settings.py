@@ -21,6 +21,7 @@ import difflib
 import functools
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
@@ -50,6 +51,9 @@ class DateParam(StrEnum):
     DATE = "date"  # 2024-05-01
     DATETIME = "datetime"  # 2024-05-01T00:00:00
 
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/?")
+"""An S3 bucket name (AWS's rules, less the ones about dots), a trailing `/` allowed."""
 
 SCHEDULER_ADDRESS = r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[^/:\[\]]+):([0-9]{1,5})$"
 """`tcp://host:port` (or `tls://`), an IPv6 host in brackets; the port is checked apart."""
@@ -310,9 +314,27 @@ class Settings(BaseSettings):
     @field_validator("store")
     @classmethod
     def _names_a_bucket(cls, store: str) -> str:
-        if store.startswith("s3://") and len(store.removeprefix("s3://").strip("/")) < 3:
-            raise ValueError("does not name a bucket (s3://<bucket>)")
+        if store[:5].lower() == "s3://" and not store.startswith("s3://"):
+            raise ValueError("write the scheme in lower case: s3://<bucket>")
+        if store.startswith("s3://") and not _BUCKET.fullmatch(store.removeprefix("s3://")):
+            raise ValueError(
+                "does not name a bucket (s3://<bucket>: 3 to 63 lower-case letters, digits,"
+                " dots and hyphens, starting and ending with a letter or digit)"
+            )
         return store
+
+    @field_validator("reference_url", "s3_endpoint_url")
+    @classmethod
+    def _is_an_http_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            parts = urllib.parse.urlsplit(url)
+            try:
+                parts.port  # noqa: B018 - raises for a port that is no number or out of range
+            except ValueError:
+                raise ValueError("the port must be a number from 0 to 65535") from None
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise ValueError("expected an http:// or https:// URL with a host")
+        return url
 
     @field_validator("dask_scheduler")
     @classmethod
@@ -336,7 +358,9 @@ class Settings(BaseSettings):
         if (self.executor == "dask") != (self.dask_scheduler is not None):
             raise ValueError(
                 f"{env_name('executor')}={self.executor!r} and"
-                f" {env_name('dask_scheduler')}={self.dask_scheduler!r}: the dask executor"
+                f" {env_name('dask_scheduler')}"
+                f"{'=' + repr(self.dask_scheduler) if self.dask_scheduler else ' unset'}:"
+                " the dask executor"
                 " needs a scheduler, and a scheduler is used only by the dask executor"
             )
         return self
@@ -478,7 +502,7 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """
     env = os.environ if environ is None else environ
     known = set(variables())
-    return sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in known)
+    return sorted(name for name in env if name.upper().startswith(ENV_PREFIX) and name not in known)
 
 
 def did_you_mean(name: str) -> str | None:
@@ -491,11 +515,16 @@ def did_you_mean(name: str) -> str | None:
     'BUSSTATS_CITY_CONCURRENCY'
     >>> did_you_mean("BUSSTATS_AWS_REGION")
     'AWS_REGION'
+    >>> did_you_mean("busstats_city_concurrency")
+    'BUSSTATS_CITY_CONCURRENCY'
     >>> print(did_you_mean("BUSSTATS_COLOUR"))
     None
     """
+    if name.upper() in variables():  # names are read as written: upper case
+        return name.upper()
     by_stem = {known.removeprefix(ENV_PREFIX): known for known in variables()}
-    close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), list(by_stem), n=1)
+    stem = name.upper().removeprefix(ENV_PREFIX)
+    close = difflib.get_close_matches(stem, list(by_stem), n=1)
     return by_stem[close[0]] if close else None
 
 
