@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from busstats import __version__
 from busstats.cli.conventions import (
+    DEADLINE,
     EXIT_CODES,
     JOBS_PAGE_LIMIT,
     URL_VARIABLE,
@@ -99,6 +100,9 @@ def _client_commands(command: Callable[[str, str, str | None], argparse.Argument
             default=default_url(),
             help=f"the service (http:// or https://); ${URL_VARIABLE} sets the default",
         )
+        parser.add_argument(
+            "--deadline", type=float, default=DEADLINE, help=argparse.SUPPRESS
+        )  # seconds one HTTP call may take as a whole; short in tests
         return parser
 
     ingest = client("ingest", "ask the service to ingest a date or a range of dates")
