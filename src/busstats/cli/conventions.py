@@ -12,6 +12,7 @@ JOB_NOT_SUCCEEDED = 1
 USAGE = 2
 SERVICE_ERROR = 3
 UNREACHABLE = 4
+CANNOT_START = 3  # `busstats dev`: a port to listen on is taken
 INTERRUPTED = 130  # Ctrl-C, as shells report it; queued jobs and backfills go on running
 
 EXIT_CODES = f"""exit codes:

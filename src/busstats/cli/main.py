@@ -58,7 +58,7 @@ def _parser(simulator_options: bool = True) -> argparse.ArgumentParser:
         " defaults and the values they accept.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument("--port", type=_port, default=8080, help="port to listen on")
 
     refsim = command("refsim", "run the reference-server simulator")
     dev = command("dev", "simulator + API with local storage in one process, for a first look")
@@ -66,11 +66,11 @@ def _parser(simulator_options: bool = True) -> argparse.ArgumentParser:
         from busstats.cli.server import simulator_options as add_simulator_options
 
         refsim.add_argument("--host", default="127.0.0.1", help="address to listen on")
-        refsim.add_argument("--port", type=int, default=8081, help="port to listen on")
+        refsim.add_argument("--port", type=_port, default=8081, help="port to listen on")
         add_simulator_options(refsim)
-        dev.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1")
+        dev.add_argument("--port", type=_port, default=8080, help="API port on 127.0.0.1")
         dev.add_argument(
-            "--refsim-port", type=int, default=8081, help="simulator port on 127.0.0.1"
+            "--refsim-port", type=_port, default=8081, help="simulator port on 127.0.0.1"
         )
         dev.add_argument("--data", default="./data", help="local store folder")
         add_simulator_options(dev)
@@ -169,6 +169,21 @@ def _positive(text: str) -> int:
         number = 0
     if number < 1:
         raise argparse.ArgumentTypeError("expected a whole number from 1")
+    return number
+
+
+def _port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535, else a usage error (exit 2).
+
+    >>> _port("8080")
+    8080
+    """
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError("expected a port from 0 to 65535")
     return number
 
 
