@@ -229,3 +229,34 @@ def test_a_port_out_of_range_is_a_usage_error(args: list[str]) -> None:
     assert done.returncode == 2, done
     assert "expected a port from 0 to 65535" in done.stderr, done
     assert "Traceback" not in done.stderr, done
+
+
+CTRL_C_WHILE_IMPORTING = """
+import runpy, sys
+
+interrupted = sys.argv[1]
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == interrupted:
+            raise KeyboardInterrupt  # as if Ctrl-C came while it loads
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["busstats", "jobs", "--url", "http://127.0.0.1:9"]
+runpy.run_module("busstats.cli", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("module", ["busstats.cli.main", "busstats.cli.commands", "rich.console"])
+def test_ctrl_c_while_the_command_loads_exits_130_quietly(module: str) -> None:
+    """The modules `python -m busstats.cli` loads first, those `main` loads for a client
+    command, and a library of theirs."""
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_WHILE_IMPORTING, module],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", ""), done
