@@ -339,3 +339,23 @@ async def test_an_output_that_cannot_be_written_is_a_usage_error(
     assert run.code == 2, run
     assert run.err.startswith(f"busstats: error: cannot write {output}: "), run
     assert len(run.err.splitlines()) == 1, run
+
+
+@pytest.mark.parametrize("fmt", ["csv", "table"])
+async def test_an_output_that_fails_while_written_is_one_line_not_a_traceback(fmt: str) -> None:
+    """/dev/full opens, then every write fails (no space left on the device)."""
+    empty = b'{"from": "2024-05-01", "to": "2024-05-01", "stats": [], "dates_without_data": []'
+    body = {"csv": b"country,date\n", "table": empty + b', "incomplete_dates": []}'}[fmt]
+    media = {"csv": b"text/csv", "table": b"application/json"}[fmt]
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\n" % media)
+        writer.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+
+    args = ["stats", "2024-05-01", "2024-05-01", "--format", fmt, "--output", "/dev/full"]
+    async with raw_service(answer) as url:
+        run = await busstats(*args, url=url, limit_seconds=15)
+    assert run.code == 2, run
+    assert run.err.startswith("busstats: error: cannot write /dev/full: "), run
+    assert len(run.err.splitlines()) == 1, run

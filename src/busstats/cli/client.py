@@ -242,8 +242,8 @@ class Client:
         scheme, host, port = origin
         failed = f"{self.url}: Cannot connect to host {host}:{port}"
         kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-        timeout = self._clock.timeout(self.connect_timeout)
         try:  # for https, the TLS context is made only now
+            timeout = self._clock.timeout(self.connect_timeout)
             connection = kind(host, port, timeout=timeout, blocksize=UPLOAD_CHUNK)
             connection.connect()  # DNS, TCP and TLS, each step within connect_timeout
         except (http.client.InvalidURL, UnicodeError):  # a host http.client cannot send
@@ -320,7 +320,7 @@ class Client:
             while chunk := response.read(UPLOAD_CHUNK):
                 size += len(chunk)
                 if into is not None:
-                    into.write(chunk)
+                    _write(into, chunk)
                     continue
                 if size > self.max_answer:
                     response.close()
@@ -340,8 +340,6 @@ class Client:
         except TimeoutError:
             raise self._timed_out() from None
         except OSError as exc:
-            if into is not None and not isinstance(exc, ConnectionError):
-                raise  # writing to `into` failed: the caller says so
             raise Unreachable(f"{self.url}: {_reason(exc)}") from None
         return b"".join(chunks)
 
@@ -518,6 +516,22 @@ class _TimedFile:
     def read(self, size: int = -1) -> bytes:
         self._sock.settimeout(self._clock.timeout())
         return self._data.read(size)
+
+
+class CannotWrite(Exception):
+    """Writing an answer to the file it streams to failed (a full disk, a closed pipe);
+    `error` says why."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(_reason(error))
+        self.error = error
+
+
+def _write(into: BinaryIO, chunk: bytes) -> None:
+    try:
+        into.write(chunk)
+    except OSError as exc:
+        raise CannotWrite(exc) from None
 
 
 class _Stale(Exception):

@@ -21,6 +21,7 @@ import msgspec
 from rich.console import Console
 
 from busstats.cli.client import (
+    CannotWrite,
     Client,
     ServiceError,
     UnexpectedAnswer,
@@ -219,6 +220,9 @@ def stats(client: Client, args: argparse.Namespace) -> int:
     try:
         with output:
             return _stats(client, args, fmt, output)
+    except OSError as exc:  # writing the table, or closing the file, failed
+        _remove_partial(Path(args.output))
+        raise UsageError(f"cannot write {args.output}: {_reason(exc)}") from None
     except BaseException:
         _remove_partial(Path(args.output))  # no part of an answer left as if it were whole
         raise
@@ -229,9 +233,9 @@ def _stats(client: Client, args: argparse.Namespace, fmt: str, output: BinaryIO 
         into = sys.stdout.buffer if output is None else output
         try:
             answer = client.country_stats(args.start, args.end, fmt, into=into)
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.output or 'stdout'}: {_reason(exc)}") from None
-        into.flush()
+            into.flush()
+        except (CannotWrite, OSError) as exc:
+            raise UsageError(f"cannot write {args.output or 'stdout'}: {exc}") from None
         if answer.incomplete_dates and args.format != "json":
             print(
                 f"busstats: warning: {answer.incomplete_dates} incomplete date(s) in the range;"
