@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Self, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, Self, TypeVar
 from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
 
 import msgspec
@@ -32,6 +32,9 @@ from busstats.cli.conventions import DEADLINE, JOBS_PAGE_LIMIT, service_url
 from busstats.model.backfills import BackfillAccepted, BackfillRecord
 from busstats.model.jobs import JobList, JobRecord, JobSummary
 from busstats.model.payloads import ErrorBody, JobAccepted
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 STATS_MEDIA_TYPES = {
     "json": "application/json",
@@ -480,7 +483,7 @@ class _TimedReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         self._sock.settimeout(self._clock.timeout())
         return self._sock.recv_into(buffer)
 
