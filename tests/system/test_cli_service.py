@@ -9,6 +9,7 @@ import contextlib
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -190,3 +191,72 @@ async def test_a_full_disk_or_no_file_descriptors_answer_503_and_pass(
         async with asyncio.timeout(15):
             _, stderr = await process.communicate()
     assert "Traceback" not in stderr.decode(), stderr.decode()
+
+
+@pytest.mark.parametrize("taken", ["--refsim-port", "--port"])
+def test_dev_on_a_port_taken_says_so_in_one_line_and_exits_3(tmp_path: Path, taken: str) -> None:
+    with contextlib.closing(socket.socket()) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        command = dev_command(tmp_path, free_port(), free_port())
+        port = holder.getsockname()[1]
+        command[command.index(taken) + 1] = str(port)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 3, done
+    assert done.stderr.splitlines()[-1:] == [
+        f"busstats: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ], done
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--port", "99999"],
+        ["refsim", "--port", "-1"],
+        ["dev", "--refsim-port", "70000"],
+        ["dev", "--port", "http"],
+    ],
+    ids=" ".join,
+)
+def test_a_port_out_of_range_is_a_usage_error(args: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "busstats.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done
+    assert "expected a port from 0 to 65535" in done.stderr, done
+    assert "Traceback" not in done.stderr, done
+
+
+CTRL_C_WHILE_IMPORTING = """
+import runpy, sys
+
+interrupted = sys.argv[1]
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == interrupted:
+            raise KeyboardInterrupt  # as if Ctrl-C came while it loads
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["busstats", "jobs", "--url", "http://127.0.0.1:9"]
+runpy.run_module("busstats.cli", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("module", ["busstats.cli.main", "busstats.cli.commands", "rich.console"])
+def test_ctrl_c_while_the_command_loads_exits_130_quietly(module: str) -> None:
+    """The modules `python -m busstats.cli` loads first, those `main` loads for a client
+    command, and a library of theirs."""
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_WHILE_IMPORTING, module],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", ""), done

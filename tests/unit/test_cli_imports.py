@@ -57,12 +57,16 @@ for argv in (["--help"], ["--version"], ["stats", "--help"], ["ingest", "--help"
     check("busstats " + " ".join(argv))
 import busstats.cli.commands
 check("import busstats.cli.commands")
-# client commands to their end, without a socket: a port that is not a number is refused
-# (exit 4, "not an http(s) URL") once every module of the request's path is loaded
+# client commands to their end, without a service: a port bound but not listening refuses
+# the connection (exit 4) once every module of the request's path is loaded
+import socket
+closed = socket.socket()
+closed.bind(("127.0.0.1", 0))
+url = "http://127.0.0.1:%d" % closed.getsockname()[1]
 for argv in (["jobs"], ["ingest", "2024-05-01", "--to", "2024-05-02", "--wait"]):
     with contextlib.redirect_stderr(io.StringIO()) as err:
-        code = main([*argv, "--url", "http://127.0.0.1:no-port"])
-    assert (code, "not an http(s) URL" in err.getvalue()) == (4, True), (code, err.getvalue())
+        code = main([*argv, "--url", url])
+    assert (code, "Cannot connect" in err.getvalue()) == (4, True), (code, err.getvalue())
     check("busstats " + " ".join(argv))
 print(json.dumps(found))
 """

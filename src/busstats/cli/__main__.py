@@ -2,6 +2,9 @@
 
 import sys
 
-from busstats.cli.main import main
+try:
+    from busstats.cli.main import main
+except KeyboardInterrupt:  # Ctrl-C while the command's first modules load
+    sys.exit(130)
 
 sys.exit(main())

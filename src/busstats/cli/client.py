@@ -15,21 +15,26 @@ Ctrl-C is a plain `KeyboardInterrupt` wherever a call waits.
 from __future__ import annotations
 
 import http.client
+import io
 import os
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Self, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, Self, TypeVar
 from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
 
 import msgspec
 
 from busstats import __version__
-from busstats.cli.conventions import JOBS_PAGE_LIMIT
+from busstats.cli.conventions import DEADLINE, JOBS_PAGE_LIMIT, service_url
 from busstats.model.backfills import BackfillAccepted, BackfillRecord
 from busstats.model.jobs import JobList, JobRecord, JobSummary
 from busstats.model.payloads import ErrorBody, JobAccepted
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 STATS_MEDIA_TYPES = {
     "json": "application/json",
@@ -44,6 +49,8 @@ MAX_REDIRECTS = 10
 REDIRECTS = (301, 302, 303, 307, 308)
 UPLOAD_CHUNK = 64 * 1024
 """Bytes of the uploaded file read and sent at a time: memory does not follow its size."""
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+"""The largest answer body read into memory; an answer streamed to a file has no cap."""
 PATH_SAFE = "/%:@!$&'()*+,;=~"
 """What stays as it is in a request's path: `/`, escapes already made, RFC 3986's other
 path characters; anything else (a space, a non-ASCII letter) is percent-encoded."""
@@ -96,21 +103,15 @@ Origin = tuple[str, str, int]
 """Scheme, host and port: what one connection is kept open to."""
 
 
-class _Answer(msgspec.Struct):
-    status: int
-    reason: str
-    headers: dict[str, str]
-    """Names in lower case."""
-    body: bytes
-
-
 class Client:
     """A session with one busstats service: a connection kept open from one call to the next
     (and one per other origin a redirect leads to), closed at the end.
 
     `connect_timeout` bounds connecting (and the TLS handshake of https); `read_timeout` every
     wait for the service after that, each read and each write of the socket, as aiohttp's
-    `sock_connect` and `sock_read` did.
+    `sock_connect` and `sock_read` did. `deadline` bounds a call as a whole (its redirects,
+    connecting, sending and the whole answer), however slowly the bytes come; `max_answer`
+    the bytes of an answer read into memory.
 
     Example (not run: it needs a running service)::
 
@@ -120,10 +121,21 @@ class Client:
                 return client.job(accepted.job_id).status
     """
 
-    def __init__(self, url: str, connect_timeout: float = 10, read_timeout: float = 300) -> None:
+    def __init__(
+        self,
+        url: str,
+        connect_timeout: float = 10,
+        read_timeout: float = 300,
+        deadline: float = DEADLINE,
+        max_answer: int = MAX_ANSWER_BYTES,
+    ) -> None:
         self.url = url.rstrip("/")
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.deadline = deadline
+        self.max_answer = max_answer
+        self._clock = _Clock(read_timeout, deadline)
+        self._response_class = _timed_response(self._clock)
         self._connections: dict[Origin, http.client.HTTPConnection] = {}
 
     def __enter__(self) -> Self:
@@ -135,6 +147,9 @@ class Client:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        self._close()
+
+    def _close(self) -> None:
         for connection in self._connections.values():
             connection.close()
         self._connections.clear()
@@ -146,41 +161,61 @@ class Client:
         params: dict[str, str] | None = None,
         data: BinaryIO | None = None,
         expect: tuple[int, ...] = (200,),
+        check: Callable[[dict[str, str]], None] | None = None,
+        into: BinaryIO | None = None,
     ) -> tuple[bytes, dict[str, str]]:
         """The body and headers (names in lower case) of a successful answer; raises for
         anything else. `path` may carry a query (a page's `next`); `params` are added to it;
-        `data`, an open file, is sent in chunks."""
+        `data`, an open file, is sent in chunks. `check` sees a successful answer's headers
+        before its body is read (and may refuse it); with `into`, that body is written there
+        as it comes (no size cap) and the body returned is empty."""
         url = f"{self.url}{path}"
         if params:
             url += ("&" if "?" in url else "?") + urlencode(params)
+        what = f"{method} {path}"
+        self._clock.start()
         for _ in range(MAX_REDIRECTS + 1):
-            answer = self._exchange(method, url, path, data)
-            location = answer.headers.get("location")
-            if answer.status not in REDIRECTS or location is None:
+            response = self._exchange(method, url, what, data)
+            headers = {name.lower(): value for name, value in response.getheaders()}
+            location = headers.get("location")
+            if response.status not in REDIRECTS or location is None:
                 break
+            self._read(response, what)  # what is left of it, so the connection can serve again
             # as aiohttp did: 303 (and 301/302 after a POST) becomes a GET without a body
-            if answer.status == 303 or (answer.status in (301, 302) and method == "POST"):
+            if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                 method, data = "GET", None
-            url = urljoin(url, location)
+            try:
+                url = service_url(urljoin(url, location))
+            except ValueError:
+                raise UnexpectedAnswer(
+                    f"{what}: redirected to {location!r}, not an http(s) URL"
+                ) from None
         else:
-            raise UnexpectedAnswer(f"{method} {path}: more than {MAX_REDIRECTS} redirects")
-        if answer.status not in expect:
-            raise ServiceError(answer.status, _error_message(answer.body, answer.reason))
-        return answer.body, answer.headers
-
-    def _exchange(self, method: str, url: str, path: str, data: BinaryIO | None) -> _Answer:
-        """One request and its whole answer. Only a GET is sent again, once, when a connection
-        kept from an earlier call turns out closed by the service (as an idle one may be);
-        other methods always go on a connection of their own, so none is sent twice."""
-        parts = urlsplit(url)
+            raise UnexpectedAnswer(f"{what}: more than {MAX_REDIRECTS} redirects")
         try:
-            port = parts.port
-        except ValueError:  # not a number, or out of range
-            raise Unreachable(f"not an http(s) URL: {url.split('?')[0]}") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise Unreachable(f"not an http(s) URL: {url.split('?')[0]}")
+            if response.status not in expect:
+                body = self._read(response, what)
+                if 200 <= response.status < 300:  # a success, not the one the API answers
+                    start = body[:60].decode("utf-8", "replace")
+                    raise UnexpectedAnswer(f"{what}: answered {response.status}: {start!r}")
+                raise ServiceError(response.status, _error_message(body, response.reason))
+            if check is not None:
+                check(headers)
+            return self._read(response, what, into), headers
+        except BaseException:
+            self._close()  # an answer left half read: its connection cannot serve again
+            raise
+
+    def _exchange(
+        self, method: str, url: str, what: str, data: BinaryIO | None
+    ) -> http.client.HTTPResponse:
+        """One request and its answer's status line and headers. Only a GET is sent again,
+        once, when a connection kept from an earlier call turns out closed by the service (as
+        an idle one may be); other methods always go on a connection of their own, so none is
+        sent twice."""
+        parts = urlsplit(url)
         default_port = 443 if parts.scheme == "https" else 80
-        origin: Origin = (parts.scheme, parts.hostname, port or default_port)
+        origin: Origin = (parts.scheme, parts.hostname or "", parts.port or default_port)
         target = quote(parts.path or "/", safe=PATH_SAFE)
         if parts.query:
             target += f"?{parts.query}"
@@ -195,7 +230,7 @@ class Client:
                 connection.close()  # a connection of its own for what must not be sent twice
                 connection, reused = self._connection(origin, url)
             try:
-                return self._send(connection, f"{method} {path}", target, headers, data)
+                return self._send(connection, what, target, headers, data)
             except _Stale as stale:
                 connection.close()
                 if not reused:
@@ -211,16 +246,19 @@ class Client:
         failed = f"{self.url}: Cannot connect to host {host}:{port}"
         kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
         try:  # for https, the TLS context is made only now
-            connection = kind(host, port, timeout=self.connect_timeout, blocksize=UPLOAD_CHUNK)
+            timeout = self._clock.timeout(self.connect_timeout)
+            connection = kind(host, port, timeout=timeout, blocksize=UPLOAD_CHUNK)
             connection.connect()  # DNS, TCP and TLS, each step within connect_timeout
         except (http.client.InvalidURL, UnicodeError):  # a host http.client cannot send
             raise Unreachable(f"not an http(s) URL: {url.split('?')[0]}") from None
         except TimeoutError:
+            if self._clock.passed():
+                raise self._late() from None
             raise Unreachable(f"{failed} [timed out after {self.connect_timeout:g} s]") from None
         except OSError as exc:  # refused, unknown host, no route, TLS refused
             raise Unreachable(f"{failed} [{_reason(exc)}]") from None
         assert connection.sock is not None
-        connection.sock.settimeout(self.read_timeout)  # from now on, each read and write
+        connection.response_class = self._response_class  # each read within the deadline
         self._connections[origin] = connection
         return connection, False
 
@@ -231,19 +269,25 @@ class Client:
         target: str,
         headers: dict[str, str],
         data: BinaryIO | None,
-    ) -> _Answer:
-        """The answer to `what` (`METHOD /path`); `_Stale` when the service closed the
-        connection before a byte of answer."""
+    ) -> http.client.HTTPResponse:
+        """The answer to `what` (`METHOD /path`), its body not read yet; `_Stale` when the
+        service closed the connection before a byte of answer."""
         method = what.split()[0]
         sent: OSError | None = None  # sending failed: the service may have answered already
+        sock = connection.sock
+        assert sock is not None
         try:
+            sock.settimeout(self._clock.timeout())
             if data is None:
                 connection.request(method, target, headers=headers)
             else:
                 data.seek(0)  # a redirect sends the file again, from its start
                 size = os.fstat(data.fileno()).st_size
                 connection.request(
-                    method, target, body=data, headers={**headers, "Content-Length": str(size)}
+                    method,
+                    target,
+                    body=_TimedFile(data, sock, self._clock),
+                    headers={**headers, "Content-Length": str(size)},
                 )
         except http.client.InvalidURL as exc:  # a `next` or `Location` with control characters
             raise UnexpectedAnswer(f"{what}: cannot ask for {target!r}: {exc}") from None
@@ -252,14 +296,9 @@ class Client:
         except OSError as exc:
             sent = exc
         try:
-            response = connection.getresponse()
-            body = response.read()
+            return connection.getresponse()
         except http.client.RemoteDisconnected:  # closed with no answer at all
             raise _Stale(_reason(sent) if sent else "Server disconnected") from None
-        except http.client.IncompleteRead as exc:
-            raise Unreachable(
-                f"{self.url}: the answer was cut short ({_incomplete(exc)})"
-            ) from None
         except http.client.HTTPException as exc:  # not HTTP as http.client reads it
             raise UnexpectedAnswer(f"{what}: not an HTTP answer: {exc!r}") from None
         except TimeoutError:
@@ -268,11 +307,55 @@ class Client:
             raise _Stale(_reason(sent or exc)) from None
         except OSError as exc:
             raise Unreachable(f"{self.url}: {_reason(sent or exc)}") from None
-        headers_read = {name.lower(): value for name, value in response.getheaders()}
-        return _Answer(response.status, response.reason, headers_read, body)
+
+    def _read(
+        self, response: http.client.HTTPResponse, what: str, into: BinaryIO | None = None
+    ) -> bytes:
+        """The answer's body, read in chunks, each read within the call's deadline: in memory
+        up to `max_answer` bytes (UnexpectedAnswer beyond), or written to `into`."""
+        length = response.getheader("content-length", "")
+        if into is None and length.strip().isdigit() and int(length) > self.max_answer:
+            response.close()
+            raise self._too_large(what)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while chunk := response.read(UPLOAD_CHUNK):
+                size += len(chunk)
+                if into is not None:
+                    _write(into, chunk)
+                    continue
+                if size > self.max_answer:
+                    response.close()
+                    raise self._too_large(what)
+                chunks.append(chunk)
+            if response.length:  # the connection closed before Content-Length bytes came
+                raise Unreachable(
+                    f"{self.url}: the answer was cut short"
+                    f" ({size} bytes, {response.length} more expected)"
+                )
+        except http.client.IncompleteRead as exc:
+            raise Unreachable(
+                f"{self.url}: the answer was cut short ({_incomplete(exc)})"
+            ) from None
+        except http.client.HTTPException as exc:  # a chunked body that is not one
+            raise UnexpectedAnswer(f"{what}: not an HTTP answer: {exc!r}") from None
+        except TimeoutError:
+            raise self._timed_out() from None
+        except OSError as exc:
+            raise Unreachable(f"{self.url}: {_reason(exc)}") from None
+        return b"".join(chunks)
+
+    def _too_large(self, what: str) -> UnexpectedAnswer:
+        return UnexpectedAnswer(f"{what}: an answer larger than {self.max_answer:,} bytes")
 
     def _timed_out(self) -> Unreachable:
+        if self._clock.passed():
+            return self._late()
         return Unreachable(f"{self.url}: no answer for {self.read_timeout:g} s (timed out)")
+
+    def _late(self) -> Unreachable:
+        return Unreachable(f"{self.url}: no complete answer within {self.deadline:g} s")
 
     def submit(self, day: str) -> JobAccepted:
         """Queue the ingest of one date (`POST /process-request`)."""
@@ -329,19 +412,28 @@ class Client:
                 return
             path, params = page.next, None  # `next` carries the filters and the cursor
 
-    def country_stats(self, start: str, end: str, fmt: str) -> StatsAnswer:
-        """`GET /country-stats` in `fmt` (json, csv, parquet or arrow), bytes as sent."""
+    def country_stats(
+        self, start: str, end: str, fmt: str, into: BinaryIO | None = None
+    ) -> StatsAnswer:
+        """`GET /country-stats` in `fmt` (json, csv, parquet or arrow), bytes as sent: in
+        `body` (at most `max_answer` of them), or written to `into` as they come (`body`
+        empty), once the headers say they are of `fmt`."""
         params = {"from": start, "to": end, "format": fmt}
-        body, headers = self._call("GET", "/country-stats", params)
-        content_type = headers.get("content-type", "")
-        if content_type.split(";")[0].strip() != STATS_MEDIA_TYPES.get(fmt):
-            raise UnexpectedAnswer(
-                f"GET /country-stats: asked for {fmt}, the answer is {content_type or 'untyped'}"
-            )
+
+        def check(headers: dict[str, str]) -> None:
+            content_type = headers.get("content-type", "")
+            if content_type.split(";")[0].strip() != STATS_MEDIA_TYPES.get(fmt):
+                raise UnexpectedAnswer(
+                    f"GET /country-stats: asked for {fmt},"
+                    f" the answer is {content_type or 'untyped'}"
+                )
+
+        body, headers = self._call("GET", "/country-stats", params, check=check, into=into)
         try:
             incomplete = int(headers.get("busstats-incomplete-dates", "0"))
         except ValueError:
             incomplete = 0
+        content_type = headers.get("content-type", "")
         return StatsAnswer(body=body, content_type=content_type, incomplete_dates=incomplete)
 
     def upload(self, day: str, city_id: str, file: Path, params: dict[str, str]) -> bytes:
@@ -353,6 +445,96 @@ class Client:
             body, _ = self._call("PUT", path, params or None, data=stream, expect=(201,))
         decode_answer(body, JobRecord, f"PUT {path}")
         return body
+
+
+class _Clock:
+    """The deadline of the call under way, which every wait on the socket keeps to."""
+
+    def __init__(self, read_timeout: float, deadline: float) -> None:
+        self.read_timeout = read_timeout
+        self.deadline = deadline
+        self._end = time.monotonic() + deadline
+
+    def start(self) -> None:
+        """A call begins: its deadline is `deadline` seconds from now."""
+        self._end = time.monotonic() + self.deadline
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self._end
+
+    def timeout(self, wait: float | None = None) -> float:
+        """The socket timeout of the next wait: `wait` (the read timeout by default), or
+        the time left if less; TimeoutError if none is left."""
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline passed")
+        return min(self.read_timeout if wait is None else wait, left)
+
+
+class _TimedReader(io.RawIOBase):
+    """The socket read as a file (as `socket.makefile` does), each read within the time the
+    clock leaves."""
+
+    def __init__(self, sock: socket.socket, clock: _Clock) -> None:
+        super().__init__()
+        self._sock = sock
+        self._clock = clock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        self._sock.settimeout(self._clock.timeout())
+        return self._sock.recv_into(buffer)
+
+
+def _timed_response(clock: _Clock) -> type[http.client.HTTPResponse]:
+    """An `HTTPResponse` that reads its status line, headers and body through a
+    `_TimedReader` on `clock`: a service drip-feeding any part of it meets the deadline."""
+
+    class TimedResponse(http.client.HTTPResponse):
+        def __init__(
+            self,
+            sock: socket.socket,
+            debuglevel: int = 0,
+            method: str | None = None,
+            url: str | None = None,
+        ) -> None:
+            super().__init__(sock, debuglevel, method, url)
+            self.fp.close()  # the plain socket file http.client made, unread
+            self.fp = io.BufferedReader(_TimedReader(sock, clock))
+
+    return TimedResponse
+
+
+class _TimedFile:
+    """The uploaded file as http.client reads it, chunk by chunk: before each chunk is sent,
+    the socket's timeout is what the clock leaves."""
+
+    def __init__(self, data: BinaryIO, sock: socket.socket, clock: _Clock) -> None:
+        self._data = data
+        self._sock = sock
+        self._clock = clock
+
+    def read(self, size: int = -1) -> bytes:
+        self._sock.settimeout(self._clock.timeout())
+        return self._data.read(size)
+
+
+class CannotWrite(Exception):
+    """Writing an answer to the file it streams to failed (a full disk, a closed pipe);
+    `error` says why."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(_reason(error))
+        self.error = error
+
+
+def _write(into: BinaryIO, chunk: bytes) -> None:
+    try:
+        into.write(chunk)
+    except OSError as exc:
+        raise CannotWrite(exc) from None
 
 
 class _Stale(Exception):

@@ -8,16 +8,20 @@ Ctrl-C is a `KeyboardInterrupt` wherever a command waits: it stops following and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import io
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 from rich.console import Console
 
 from busstats.cli.client import (
+    CannotWrite,
     Client,
     ServiceError,
     UnexpectedAnswer,
@@ -63,22 +67,44 @@ Command = Callable[[Client, argparse.Namespace], int]
 def run(command: Command, args: Any) -> int:
     """Run a client command against `args.url`; service errors become exit codes."""
     try:
-        with Client(args.url) as client:
+        with Client(args.url, deadline=args.deadline) as client:
             return command(client, args)
     except UsageError as exc:
-        print(f"busstats: error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return USAGE
     except ServiceError as exc:
-        print(f"busstats: the service answered {exc.status}: {exc.message}", file=sys.stderr)
+        _say(f"the service answered {exc.status}: {exc.message}")
         return SERVICE_ERROR
     except UnexpectedAnswer as exc:
-        print(f"busstats: {args.url} is not answering as busstats does: {exc}", file=sys.stderr)
+        _say(f"{args.url} is not answering as busstats does: {exc}")
         return SERVICE_ERROR
     except Unreachable as exc:
-        print(f"busstats: cannot reach the service: {exc}", file=sys.stderr)
+        _say(f"cannot reach the service: {exc}")
         return UNREACHABLE
     except KeyboardInterrupt:
         return INTERRUPTED
+
+
+MAX_MESSAGE = 300
+"""The most characters of a message printed on stderr (what the service sent may be a
+whole page)."""
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """`text` as one printable line: control characters (newlines, ESC) escaped as Python
+    writes them (`\\n`, `\\x1b`), cut at `limit` characters with an ellipsis.
+
+    >>> one_line("a\\nb\\x1b[31m")
+    'a\\\\nb\\\\x1b[31m'
+    >>> one_line("x" * 10, limit=5)
+    'xxxx…'
+    """
+    escaped = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
+
+
+def _say(message: str) -> None:
+    print(f"busstats: {one_line(message)}", file=sys.stderr)
 
 
 def _check_range(start: str, end: str) -> None:
@@ -188,24 +214,66 @@ def stats(client: Client, args: argparse.Namespace) -> int:
     if binary and args.output is None and sys.stdout.isatty():
         raise UsageError("parquet is binary: give --output FILE or redirect stdout")
     fmt = "json" if args.format == "table" else args.format
-    answer = client.country_stats(args.start, args.end, fmt)
-    if args.format != "table":
+    if args.output is None:
+        return _stats(client, args, fmt, None)
+    output = _open_output(args.output)  # before any request
+    try:
+        with output:
+            return _stats(client, args, fmt, output)
+    except OSError as exc:  # writing the table, or closing the file, failed
+        _remove_partial(Path(args.output))
+        raise UsageError(f"cannot write {args.output}: {_reason(exc)}") from None
+    except BaseException:
+        _remove_partial(Path(args.output))  # no part of an answer left as if it were whole
+        raise
+
+
+def _stats(client: Client, args: argparse.Namespace, fmt: str, output: BinaryIO | None) -> int:
+    if args.format != "table":  # the bytes as sent, streamed to the file or stdout
+        into = sys.stdout.buffer if output is None else output
+        try:
+            answer = client.country_stats(args.start, args.end, fmt, into=into)
+            into.flush()
+        except (CannotWrite, OSError) as exc:
+            raise UsageError(f"cannot write {args.output or 'stdout'}: {exc}") from None
         if answer.incomplete_dates and args.format != "json":
             print(
                 f"busstats: warning: {answer.incomplete_dates} incomplete date(s) in the range;"
                 " --format json or table says which",
                 file=sys.stderr,
             )
-        _write(answer.body, args.output)
         return OK
-    _show_stats(decode_answer(answer.body, CountryStats, "GET /country-stats"), args.output)
+    answer = client.country_stats(args.start, args.end, fmt)
+    decoded = decode_answer(answer.body, CountryStats, "GET /country-stats")
+    _show_stats(decoded, None if output is None else io.TextIOWrapper(output, encoding="utf-8"))
     return OK
 
 
-def _show_stats(answer: CountryStats, output: str | None) -> None:
+def _open_output(name: str) -> BinaryIO:
+    """`--output FILE` opened for writing, else a usage error saying why (a directory, a
+    folder that does not exist, no permission)."""
+    try:
+        return Path(name).open("wb")
+    except OSError as exc:
+        raise UsageError(f"cannot write {name}: {_reason(exc)}") from None
+
+
+def _remove_partial(path: Path) -> None:
+    """Remove the regular file a failed `stats --output` wrote a part of (not a device or
+    a pipe such as /dev/stdout)."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISREG(path.stat().st_mode):
+            path.unlink()
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _show_stats(answer: CountryStats, output: io.TextIOWrapper | None) -> None:
     """The table, and on stderr which dates are incomplete or have no data."""
     for gap in answer.incomplete_dates:
-        print(f"busstats: warning: {gap.date} is incomplete: {gap.reason}", file=sys.stderr)
+        _say(f"warning: {gap.date} is incomplete: {gap.reason}")
     rows = [
         [
             str(row.date),
@@ -221,8 +289,9 @@ def _show_stats(answer: CountryStats, output: str | None) -> None:
     if output is None:
         print_table(Console(), STATS_COLUMNS, rows)
     else:
-        with Path(output).open("w") as file:
-            print_table(Console(file=file), STATS_COLUMNS, rows)
+        print_table(Console(file=output), STATS_COLUMNS, rows)
+        output.flush()
+        output.detach()  # the binary file is closed by `stats`
     if answer.dates_without_data:
         shown = ", ".join(map(str, answer.dates_without_data[:10]))
         more = " ..." if len(answer.dates_without_data) > 10 else ""
@@ -230,15 +299,6 @@ def _show_stats(answer: CountryStats, output: str | None) -> None:
             f"busstats: no data for {len(answer.dates_without_data)} date(s): {shown}{more}",
             file=sys.stderr,
         )
-
-
-def _write(body: bytes, output: str | None) -> None:
-    """The bytes as the service sent them, to the file or to stdout."""
-    if output is None:
-        sys.stdout.buffer.write(body)
-        sys.stdout.buffer.flush()
-    else:
-        Path(output).write_bytes(body)
 
 
 JOB_COLUMNS = [Column("created_at"), Column("date"), Column("status"), Column("job_id")]

@@ -12,6 +12,7 @@ JOB_NOT_SUCCEEDED = 1
 USAGE = 2
 SERVICE_ERROR = 3
 UNREACHABLE = 4
+CANNOT_START = 3  # `busstats dev`: a port to listen on is taken
 INTERRUPTED = 130  # Ctrl-C, as shells report it; queued jobs and backfills go on running
 
 EXIT_CODES = f"""exit codes:
@@ -24,6 +25,10 @@ EXIT_CODES = f"""exit codes:
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_VARIABLE = "BUSSTATS_URL"
 """Environment variable naming the service, read when `--url` is not given."""
+
+DEADLINE = 300.0
+"""Seconds one HTTP call of a client command may take as a whole: connecting, sending, its
+redirects and the whole answer, however slowly its bytes come."""
 
 JOBS_PAGE_LIMIT = 1000
 """The most jobs the service returns in one page of `GET /jobs`."""
@@ -38,13 +43,23 @@ def service_url(text: str) -> str:
     Traceback (most recent call last):
     ...
     ValueError: '127.0.0.1:8080' is not an http:// or https:// URL
+    >>> service_url("http://127.0.0.1:abc")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'http://127.0.0.1:abc' is not an http:// or https:// URL: its port is not 1 to 65535
     """
     try:
         parts = urlsplit(text)
-    except ValueError:
+    except ValueError:  # a broken IPv6 address: http://[::1/x
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{text!r} is not an http:// or https:// URL")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = 0
+    if port == 0:
+        raise ValueError(f"{text!r} is not an http:// or https:// URL: its port is not 1 to 65535")
     return text
 
 

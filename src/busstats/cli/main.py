@@ -9,7 +9,9 @@ from collections.abc import Callable, Sequence
 
 from busstats import __version__
 from busstats.cli.conventions import (
+    DEADLINE,
     EXIT_CODES,
+    INTERRUPTED,
     JOBS_PAGE_LIMIT,
     URL_VARIABLE,
     default_url,
@@ -57,7 +59,7 @@ def _parser(simulator_options: bool = True) -> argparse.ArgumentParser:
         " defaults and the values they accept.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument("--port", type=_port, default=8080, help="port to listen on")
 
     refsim = command("refsim", "run the reference-server simulator")
     dev = command("dev", "simulator + API with local storage in one process, for a first look")
@@ -65,11 +67,11 @@ def _parser(simulator_options: bool = True) -> argparse.ArgumentParser:
         from busstats.cli.server import simulator_options as add_simulator_options
 
         refsim.add_argument("--host", default="127.0.0.1", help="address to listen on")
-        refsim.add_argument("--port", type=int, default=8081, help="port to listen on")
+        refsim.add_argument("--port", type=_port, default=8081, help="port to listen on")
         add_simulator_options(refsim)
-        dev.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1")
+        dev.add_argument("--port", type=_port, default=8080, help="API port on 127.0.0.1")
         dev.add_argument(
-            "--refsim-port", type=int, default=8081, help="simulator port on 127.0.0.1"
+            "--refsim-port", type=_port, default=8081, help="simulator port on 127.0.0.1"
         )
         dev.add_argument("--data", default="./data", help="local store folder")
         add_simulator_options(dev)
@@ -99,6 +101,9 @@ def _client_commands(command: Callable[[str, str, str | None], argparse.Argument
             default=default_url(),
             help=f"the service (http:// or https://); ${URL_VARIABLE} sets the default",
         )
+        parser.add_argument(
+            "--deadline", type=float, default=DEADLINE, help=argparse.SUPPRESS
+        )  # seconds one HTTP call may take as a whole; short in tests
         return parser
 
     ingest = client("ingest", "ask the service to ingest a date or a range of dates")
@@ -168,6 +173,21 @@ def _positive(text: str) -> int:
     return number
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535, else a usage error (exit 2).
+
+    >>> _port("8080")
+    8080
+    """
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError("expected a port from 0 to 65535")
+    return number
+
+
 def _command_named(argv: Sequence[str]) -> str | None:
     """The command `argv` names: its first argument that is not an option (`busstats` itself
     takes no option with a value)."""
@@ -175,6 +195,16 @@ def _command_named(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`busstats ARGS...`: its exit code. Ctrl-C at any point of it, the imports of the
+    command chosen included (the first few tenths of a second), is exit 130 without a
+    traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = _parser(simulator_options=_command_named(arguments) in SIMULATOR_COMMANDS)
     args = parser.parse_args(arguments)

@@ -12,7 +12,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from busstats.cli.conventions import INTERRUPTED, OK, URL_VARIABLE, USAGE
+from busstats.cli.conventions import CANNOT_START, INTERRUPTED, OK, URL_VARIABLE, USAGE
 
 if TYPE_CHECKING:
     from busstats.core.settings import Settings
@@ -203,10 +203,30 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
         update={"store": args.data, "reference_url": f"http://127.0.0.1:{args.refsim_port}"}
     )
     try:
+        for port in (args.refsim_port, args.port):
+            _check_free(port)
         asyncio.run(_run_dev(args, local))
+    except _CannotListen as exc:
+        print(f"busstats: {exc}", file=sys.stderr)
+        return CANNOT_START
     except KeyboardInterrupt:
         return INTERRUPTED
     return OK
+
+
+class _CannotListen(Exception):
+    """A port `dev` is to listen on is taken (or not allowed)."""
+
+
+def _check_free(port: int) -> None:
+    """`_CannotListen` unless a server can listen on 127.0.0.1:`port` now (as `dev`'s
+    servers bind, SO_REUSEADDR set): said before anything starts, on one line."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise _CannotListen(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
 
 
 async def _run_dev(args: argparse.Namespace, settings: Settings) -> None:
@@ -224,7 +244,11 @@ async def _run_dev(args: argparse.Namespace, settings: Settings) -> None:
 
     runner = web.AppRunner(create_simulator(_simulator_config(args)), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.refsim_port).start()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", args.refsim_port).start()
+    except OSError as exc:  # taken since _check_free
+        await runner.cleanup()
+        raise _CannotListen(f"cannot listen on 127.0.0.1:{args.refsim_port}: {exc}") from None
     print(
         f"reference simulator on http://127.0.0.1:{args.refsim_port}, data in {args.data}",
         flush=True,
