@@ -157,11 +157,7 @@ class Backfills:
             if record.finished:
                 raise BackfillEnded(f"backfill {backfill_id} has ended ({record.status.value})")
             holder = await self._keeper.holder_of(backfill_lease_key(backfill_id))
-            holder = holder or "a process that has stopped"
-            raise CannotCancel(
-                f"backfill {backfill_id} is run by another process ({holder}); send the cancel"
-                " to that process, or wait for its lease to expire if it has died"
-            )
+            raise CannotCancel.run_elsewhere(f"backfill {backfill_id}", holder)
         if running.record.finished:  # its end is being recorded
             raise BackfillEnded(f"backfill {backfill_id} has ended ({running.record.status.value})")
         self._stop(running, BackfillStatus.CANCELLED)

@@ -65,6 +65,15 @@ class CannotCancel(Exception):
     """The job cannot be cancelled by this process: it has ended, or another process runs it
     (the message says which)."""
 
+    @classmethod
+    def run_elsewhere(cls, what: str, holder: str | None) -> CannotCancel:
+        """`what` (a job, a backfill) is run by the process `holder` names, or by one that
+        stopped (no holder): where the cancel must go instead."""
+        return cls(
+            f"{what} is run by another process ({holder or 'a process that has stopped'});"
+            " send the cancel to that process, or wait for its lease to expire if it has died"
+        )
+
 
 @dataclass(eq=False)
 class RunningJob:
@@ -214,11 +223,7 @@ class JobRunner:
         if job.finished:
             raise CannotCancel(f"job {job_id} has ended ({job.status.value}); nothing to cancel")
         holder = await self._keeper.holder_of(job_lease_key(job_id))
-        raise CannotCancel(
-            f"job {job_id} is run by another process ({holder or 'a process that has stopped'});"
-            " send the cancel to that"
-            " process, or wait for its lease to expire if it has died"
-        )
+        raise CannotCancel.run_elsewhere(f"job {job_id}", holder)
 
     async def _run(self, running: RunningJob, work: WorkFactory) -> None:
         """Run the job once one of the process's job slots is free (uploads included)."""
