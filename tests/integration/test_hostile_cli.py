@@ -76,20 +76,13 @@ async def test_an_answer_that_is_not_the_apis_exits_3(
 async def dies_mid_answer() -> AsyncIterator[str]:
     """A service that sends the headers of a 1,000-byte answer, 1 byte of it, and dies."""
 
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
+    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
         writer.write(b"Content-Length: 1000\r\n\r\n{")
         await writer.drain()
-        writer.close()
 
-    sock = free_socket()
-    server = await asyncio.start_server(answer, sock=sock)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with raw_service(respond) as url:
+        yield url
 
 
 @pytest.mark.parametrize("command", [["jobs"], ["stats", "2024-05-01", "2024-05-01"]], ids=" ".join)
